@@ -44,6 +44,7 @@ export const R = {
   mailFirst: reply(503, '5.5.1', 'send MAIL FROM first'),
   noValidRecipients: reply(503, '5.5.1', 'no valid recipients'),
   mixedDataBdat: reply(503, '5.5.1', 'DATA and BDAT cannot be mixed in one transaction'),
+  rcptAfterBody: reply(503, '5.5.1', 'recipients cannot be added once the message body has started'),
   noArgumentsAllowed: reply(501, '5.5.4', 'this command takes no arguments'),
   lhloNeedsDomain: reply(501, '5.5.4', 'LHLO needs a domain or address literal'),
   badArgument: reply(501, '5.5.4', 'syntax error in arguments'),

@@ -1,0 +1,647 @@
+/**
+ * The server side of one LMTP session: an explicit state machine fed with the bytes a client sends and
+ * answering with replies. It owns the LMTP rules (sequence, limits, one reply per accepted recipient after the
+ * body, in RCPT order); delivery is behind the Backend; sockets, timers and TLS belong to the caller, reached
+ * through SessionIO. No I/O of its own, so transcript tests drive it directly.
+ */
+import type {Path} from './address.js'
+import type {AcceptedRecipient, Backend, DeliveryResult, Envelope, SessionInfo, Spool} from './backend.js'
+import {formatCapabilities} from './capabilities.js'
+import {type Command, type MailParams, parseCommand} from './command.js'
+import type {LmtpEvent} from './events.js'
+import {outcomeOf} from './events.js'
+import {R, perRecipient} from './replies.js'
+import {type Reply, formatReply, reply, replyText, withText} from './reply.js'
+import {DataDecoder} from './wire/dot-stuffing.js'
+import {LineReader} from './wire/line-reader.js'
+
+/**
+ * Where the session is. GREETED: greeting sent, LHLO needed. READY: LHLO done, no transaction. MAIL: sender
+ * accepted. RCPT: at least one recipient accepted. DATA: receiving a DATA body. BDAT: inside a BDAT
+ * transaction (between or within chunks). DELIVERING: body complete, per-recipient replies being sent.
+ * CLOSED: the session is over.
+ */
+export type SessionState = 'GREETED' | 'READY' | 'MAIL' | 'RCPT' | 'DATA' | 'BDAT' | 'DELIVERING' | 'CLOSED'
+
+/** Limits and identity of a server session. */
+export interface SessionOptions {
+  sessionId: string
+  hostname: string
+  /** Peer as text (`127.0.0.1:5000`, `unix`). */
+  peer: string
+  /** Longest command line, CRLF included (default 2048). */
+  maxLineLength?: number
+  /** Largest message in octets, advertised as SIZE (default 50 MiB). */
+  maxMessageSize?: number
+  /** Most accepted recipients per transaction (default 1000; never below 100 per RFC 5321). */
+  maxRecipients?: number
+  /** Protocol errors (500/501/503/555) tolerated before 421 4.7.0 and close (default 10). */
+  maxErrors?: number
+  /** Offer STARTTLS (TCP with a certificate, before TLS). */
+  startTlsAvailable?: boolean
+  /** Answer VRFY with 252 (true, default) or 502 (false). */
+  vrfy?: boolean
+}
+
+/** What the session needs from its transport. */
+export interface SessionIO {
+  /** Writes reply bytes (already formatted). */
+  write(data: string): void
+  /** Ends the connection after everything written so far has been sent. */
+  close(): void
+  /** Upgrades the transport to TLS (after the 220 went out); resolves with the negotiated parameters. */
+  startTls?(): Promise<{protocol: string; cipher: string}>
+}
+
+interface Transaction {
+  id: string
+  from: Path
+  params: MailParams
+  recipients: AcceptedRecipient[]
+  via?: 'DATA' | 'BDAT'
+  spool?: Spool
+  /** A whole-message failure decided while receiving (size limit, bare line ending, spool error). */
+  failure?: Reply
+  /** Octets received so far through BDAT. */
+  bdatBytes: number
+  /** BDAT line-ending scan: was the previous octet CR. */
+  bdatPrevCr: boolean
+}
+
+/** A BDAT chunk being read: how many octets remain, whether it is LAST, and whether to keep them. */
+interface ChunkRead {
+  remaining: number
+  size: number
+  last: boolean
+  /** Reply to give when the chunk has been consumed instead of the normal processing (a refused BDAT). */
+  refusal?: Reply
+}
+
+const EMPTY = Buffer.alloc(0)
+let transactionCounter = 0
+
+/** One LMTP server session. Feed it bytes with receive(); it writes replies through SessionIO. */
+export class ServerSession {
+  private stateValue: SessionState = 'GREETED'
+  private readonly lines: LineReader
+  private decoder: DataDecoder | undefined
+  private chunk: ChunkRead | undefined
+  private tx: Transaction | undefined
+  private errors = 0
+  private lhloName = ''
+  private tls = false
+  private closeAfterTransaction = false
+  private queue: Promise<void> = Promise.resolve()
+  private readonly maxMessageSize: number
+  private readonly maxRecipients: number
+  private readonly maxErrors: number
+  /** Octets received and sent, for the close event. */
+  bytesIn = 0
+  bytesOut = 0
+
+  constructor(
+    private readonly options: SessionOptions,
+    private readonly backend: Backend,
+    private readonly io: SessionIO,
+    private readonly emit: (event: LmtpEvent) => void = () => {},
+  ) {
+    this.lines = new LineReader({maxLength: options.maxLineLength ?? 2048})
+    this.maxMessageSize = options.maxMessageSize ?? 50 * 1024 * 1024
+    this.maxRecipients = Math.max(100, options.maxRecipients ?? 1000)
+    this.maxErrors = options.maxErrors ?? 10
+  }
+
+  /** The current state. */
+  get state(): SessionState {
+    return this.stateValue
+  }
+
+  /** True while a transaction is open (between MAIL and the last per-recipient reply). */
+  get inTransaction(): boolean {
+    return this.tx !== undefined
+  }
+
+  /** Sends the 220 greeting. */
+  greet(): void {
+    this.send(reply(220, undefined, `${this.options.hostname} LMTP ready`))
+  }
+
+  /**
+   * Feeds received bytes. Calls are processed strictly in order; the returned promise resolves when this
+   * chunk is fully handled (callers pause reading until then: that is the backpressure towards the client).
+   */
+  receive(chunk: Buffer): Promise<void> {
+    this.bytesIn += chunk.length
+    this.queue = this.queue.then(() => this.process(chunk))
+    return this.queue
+  }
+
+  /** The peer went away: abort any transaction and throw its spool away. */
+  async abort(): Promise<void> {
+    await this.queue.catch(() => {})
+    await this.resetTransaction(true)
+    this.stateValue = 'CLOSED'
+  }
+
+  /** The idle timer fired: 421 4.4.2 and close. */
+  idleTimeout(): void {
+    if (this.stateValue === 'CLOSED') return
+    this.send(R.idleTimeout)
+    this.close()
+  }
+
+  /**
+   * The server is stopping: an idle session gets 421 4.3.2 and is closed now; a session inside a
+   * transaction is closed with 421 4.3.2 once its transaction has finished. Returns true when closed now.
+   */
+  shutdown(): boolean {
+    if (this.stateValue === 'CLOSED') return true
+    if (this.tx === undefined && this.stateValue !== 'DELIVERING') {
+      this.send(R.shuttingDown)
+      this.close()
+      return true
+    }
+    this.closeAfterTransaction = true
+    return false
+  }
+
+  private info(): SessionInfo {
+    return {
+      sessionId: this.options.sessionId,
+      peer: this.options.peer,
+      lhlo: this.lhloName,
+      tls: this.tls,
+      hostname: this.options.hostname,
+    }
+  }
+
+  private send(r: Reply): void {
+    if (this.stateValue === 'CLOSED') return
+    const text = formatReply(r)
+    this.bytesOut += Buffer.byteLength(text)
+    this.io.write(text)
+    this.emit({
+      type: 'reply',
+      at: Date.now(),
+      sessionId: this.options.sessionId,
+      role: 'server',
+      code: r.code,
+      enhanced: r.enhanced,
+      text: replyText(r),
+    })
+  }
+
+  private close(): void {
+    if (this.stateValue === 'CLOSED') return
+    this.stateValue = 'CLOSED'
+    this.io.close()
+  }
+
+  /** A protocol error: reply, and close with 421 4.7.0 once the client has made too many. */
+  private fail(r: Reply): void {
+    this.send(r)
+    this.errors++
+    if (this.errors >= this.maxErrors) {
+      this.send(R.tooManyErrors)
+      this.close()
+    }
+  }
+
+  private async process(chunk: Buffer): Promise<void> {
+    let buf = chunk
+    while (this.stateValue !== 'CLOSED') {
+      if (this.chunk) {
+        if (buf.length === 0) return
+        buf = await this.readChunk(buf)
+      } else if (this.decoder) {
+        if (buf.length === 0) return
+        buf = await this.readData(buf)
+      } else {
+        if (buf.length > 0) {
+          this.lines.push(buf)
+          buf = EMPTY
+        }
+        const ev = this.lines.next()
+        if (ev === undefined) return
+        if (ev.kind === 'overlong') {
+          this.fail(R.lineTooLong)
+          continue
+        }
+        await this.onLine(ev.line.toString('utf8'))
+        // The command switched to body mode: what was buffered after its line is body.
+        if (this.chunk || this.decoder) buf = this.lines.take()
+      }
+    }
+  }
+
+  private async onLine(line: string): Promise<void> {
+    const parsed = parseCommand(line)
+    const verb = parsed.ok ? parsed.command.verb : (parsed.verb ?? line.split(' ', 1)[0]!.toUpperCase().slice(0, 16))
+    this.emit({
+      type: 'command',
+      at: Date.now(),
+      sessionId: this.options.sessionId,
+      role: 'server',
+      verb,
+      line: line.replace(/[\x00-\x1f\x7f]/g, ' ').slice(0, 512),
+    })
+    if (!parsed.ok) {
+      // A refused BDAT whose size we could read still carries its octets: consume them to stay in sync.
+      if (parsed.bdatSize !== undefined) {
+        this.chunk = {remaining: parsed.bdatSize, size: parsed.bdatSize, last: false, refusal: parsed.reply}
+        if (parsed.bdatSize === 0) await this.finishChunk()
+        return
+      }
+      this.fail(parsed.reply)
+      return
+    }
+    await this.onCommand(parsed.command)
+  }
+
+  private async onCommand(cmd: Command): Promise<void> {
+    switch (cmd.verb) {
+      case 'NOOP':
+        this.send(R.ok)
+        return
+      case 'QUIT':
+        this.send(R.closing)
+        await this.resetTransaction(true)
+        this.close()
+        return
+      case 'RSET':
+        await this.resetTransaction(true)
+        if (this.stateValue !== 'GREETED') this.stateValue = 'READY'
+        this.send(R.resetOk)
+        return
+      case 'VRFY':
+        this.send(this.options.vrfy === false ? R.vrfyDisabled : R.cannotVerify)
+        return
+      case 'HELO':
+      case 'EHLO':
+        this.fail(R.heloNotLmtp)
+        return
+      case 'LHLO':
+        await this.resetTransaction(true)
+        this.lhloName = cmd.domain
+        this.stateValue = 'READY'
+        this.send({
+          code: 250,
+          lines: [
+            this.options.hostname,
+            ...formatCapabilities({maxSize: this.maxMessageSize, startTls: this.canStartTls()}),
+          ],
+        })
+        this.emit({type: 'lhlo', at: Date.now(), sessionId: this.options.sessionId, role: 'server', name: cmd.domain})
+        return
+      case 'STARTTLS':
+        await this.startTls()
+        return
+      case 'MAIL':
+        await this.onMail(cmd.from, cmd.params)
+        return
+      case 'RCPT':
+        await this.onRcpt(cmd.to)
+        return
+      case 'DATA':
+        await this.onData()
+        return
+      case 'BDAT':
+        await this.onBdat(cmd.size, cmd.last)
+        return
+    }
+  }
+
+  private canStartTls(): boolean {
+    return this.options.startTlsAvailable === true && !this.tls && this.io.startTls !== undefined
+  }
+
+  private async startTls(): Promise<void> {
+    if (this.tls) return this.fail(R.tlsAlreadyActive)
+    if (this.stateValue === 'GREETED') return this.fail(R.badSequenceLhloFirst)
+    if (!this.canStartTls()) return this.fail(R.startTlsUnavailable)
+    this.send(R.readyForTls)
+    // Anything pipelined after STARTTLS arrived in clear text and must never be obeyed (CVE-2011-0411).
+    this.lines.take()
+    await this.resetTransaction(true)
+    try {
+      const params = await this.io.startTls!()
+      this.tls = true
+      this.stateValue = 'GREETED'
+      this.lhloName = ''
+      this.emit({type: 'tls', at: Date.now(), sessionId: this.options.sessionId, role: 'server', ...params})
+    } catch {
+      this.close()
+    }
+  }
+
+  private async onMail(from: Path, params: MailParams): Promise<void> {
+    if (this.stateValue === 'GREETED') return this.fail(R.badSequenceLhloFirst)
+    if (this.tx) return this.fail(R.nestedMail)
+    if (from.isUtf8 && !params.smtputf8) return this.fail(R.nonAsciiSender)
+    if (params.size !== undefined && params.size > this.maxMessageSize) {
+      this.send(R.messageTooBig)
+      return
+    }
+    const id = `${this.options.sessionId}.${++transactionCounter}`
+    this.tx = {id, from, params, recipients: [], bdatBytes: 0, bdatPrevCr: false}
+    this.stateValue = 'MAIL'
+    this.send(R.senderOk)
+    this.emit({
+      type: 'transaction.started',
+      at: Date.now(),
+      sessionId: this.options.sessionId,
+      role: 'server',
+      transactionId: id,
+      from: from.address,
+    })
+  }
+
+  private async onRcpt(to: Path): Promise<void> {
+    if (this.stateValue === 'GREETED') return this.fail(R.badSequenceLhloFirst)
+    const tx = this.tx
+    if (!tx) return this.fail(R.mailFirst)
+    if (tx.via) return this.fail(R.rcptAfterBody)
+    const refuse = (r: Reply): void => {
+      this.send(r)
+      this.emit({
+        type: 'recipient.rejected',
+        at: Date.now(),
+        sessionId: this.options.sessionId,
+        role: 'server',
+        transactionId: tx.id,
+        recipient: to.address,
+        code: r.code,
+        enhanced: r.enhanced,
+        text: replyText(r),
+      })
+    }
+    if (to.isUtf8 && !tx.params.smtputf8) return refuse(R.nonAsciiRecipient)
+    if (tx.recipients.length >= this.maxRecipients) return refuse(R.tooManyRecipients)
+    let check: Awaited<ReturnType<Backend['checkRecipient']>>
+    try {
+      check = await this.backend.checkRecipient(to, this.info())
+    } catch {
+      check = {ok: false, reply: R.localError}
+    }
+    if (!check.ok) return refuse(check.reply)
+    const index = tx.recipients.length
+    tx.recipients.push({index, path: to, mailbox: check.mailbox})
+    this.stateValue = 'RCPT'
+    this.send(R.recipientOk)
+    this.emit({
+      type: 'recipient.accepted',
+      at: Date.now(),
+      sessionId: this.options.sessionId,
+      role: 'server',
+      transactionId: tx.id,
+      index,
+      recipient: to.address,
+    })
+  }
+
+  private async openSpool(tx: Transaction): Promise<boolean> {
+    try {
+      tx.spool = await this.backend.openSpool(this.envelope(tx), this.info())
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private envelope(tx: Transaction): Envelope {
+    return {transactionId: tx.id, from: tx.from, params: tx.params, recipients: tx.recipients}
+  }
+
+  private async onData(): Promise<void> {
+    if (this.stateValue === 'GREETED') return this.fail(R.badSequenceLhloFirst)
+    const tx = this.tx
+    if (!tx) return this.fail(R.mailFirst)
+    if (tx.via === 'BDAT') return this.fail(R.mixedDataBdat)
+    if (tx.recipients.length === 0) return this.fail(R.noValidRecipients)
+    if (!(await this.openSpool(tx))) {
+      this.send(R.localError)
+      return
+    }
+    tx.via = 'DATA'
+    this.stateValue = 'DATA'
+    this.decoder = new DataDecoder({maxSize: this.maxMessageSize})
+    this.send(R.startData)
+  }
+
+  private async readData(buf: Buffer): Promise<Buffer> {
+    const tx = this.tx!
+    const decoder = this.decoder!
+    const result = decoder.push(buf)
+    for (const part of result.body) {
+      if (tx.failure || decoder.bareCr || decoder.bareLf) break
+      await this.spoolWrite(tx, part)
+    }
+    if (!result.done) return EMPTY
+    this.decoder = undefined
+    if (!tx.failure) {
+      if (decoder.oversize) tx.failure = R.messageTooBig
+      else if (decoder.bareCr || decoder.bareLf) tx.failure = R.bareLineEnding
+    }
+    await this.endOfData(tx, decoder.size)
+    return result.rest
+  }
+
+  private async spoolWrite(tx: Transaction, part: Buffer): Promise<void> {
+    try {
+      await tx.spool!.write(part)
+    } catch {
+      tx.failure = R.localError
+    }
+  }
+
+  private async onBdat(size: number, last: boolean): Promise<void> {
+    const refuse = (r: Reply): void => {
+      this.chunk = {remaining: size, size, last, refusal: r}
+    }
+    const tx = this.tx
+    if (this.stateValue === 'GREETED') refuse(R.badSequenceLhloFirst)
+    else if (!tx) refuse(R.mailFirst)
+    else if (tx.via === 'DATA') refuse(R.mixedDataBdat)
+    else if (tx.recipients.length === 0) {
+      // RFC 2033: with no accepted recipient there is nobody to answer for after LAST, so LAST gets no reply;
+      // a non-LAST chunk gets the one reply it is owed.
+      this.chunk = {remaining: size, size, last, refusal: last ? undefined : R.noValidRecipients}
+    } else {
+      if (!tx.spool && !(await this.openSpool(tx))) tx.failure = R.localError
+      tx.via = 'BDAT'
+      this.stateValue = 'BDAT'
+      if (!tx.failure && tx.bdatBytes + size > this.maxMessageSize) tx.failure = R.messageTooBig
+      this.chunk = {remaining: size, size, last}
+    }
+    if (size === 0) await this.finishChunk()
+  }
+
+  private async readChunk(buf: Buffer): Promise<Buffer> {
+    const c = this.chunk!
+    const n = Math.min(c.remaining, buf.length)
+    const part = buf.subarray(0, n)
+    c.remaining -= n
+    const tx = this.tx
+    if (!c.refusal && tx && tx.via === 'BDAT' && !tx.failure) {
+      tx.bdatBytes += n
+      if (hasBareLineEnding(part, tx)) tx.failure = R.bareLineEnding
+      else await this.spoolWrite(tx, part)
+    }
+    if (c.remaining === 0) await this.finishChunk()
+    return buf.subarray(n)
+  }
+
+  private async finishChunk(): Promise<void> {
+    const c = this.chunk!
+    this.chunk = undefined
+    if (c.refusal) return this.fail(c.refusal)
+    const tx = this.tx
+    if (!tx || tx.recipients.length === 0) {
+      // BDAT LAST with no accepted recipient: the transaction ends without a reply.
+      await this.resetTransaction(true)
+      if (this.stateValue !== 'GREETED') this.stateValue = 'READY'
+      return
+    }
+    if (!c.last) {
+      this.send(tx.failure ?? R.chunkOk(c.size))
+      return
+    }
+    // A CR ending the last chunk has no LF after it.
+    if (!tx.failure && tx.bdatPrevCr) tx.failure = R.bareLineEnding
+    await this.endOfData(tx, tx.bdatBytes)
+  }
+
+  /** End of the body: N replies, one per accepted recipient, in RCPT order, each as soon as it is decided. */
+  private async endOfData(tx: Transaction, size: number): Promise<void> {
+    this.stateValue = 'DELIVERING'
+    const endAt = Date.now()
+    this.emit({
+      type: 'body.received',
+      at: endAt,
+      sessionId: this.options.sessionId,
+      role: 'server',
+      transactionId: tx.id,
+      bytes: size,
+      via: tx.via ?? 'DATA',
+    })
+    const n = tx.recipients.length
+    const results: (DeliveryResult | undefined)[] = new Array(n)
+    let next = 0
+    const counts = {delivered: 0, deferred: 0, rejected: 0}
+    const flush = (): void => {
+      while (next < n && results[next] !== undefined) {
+        const rcpt = tx.recipients[next]!
+        const res = results[next]!
+        this.send(res.reply)
+        const outcome = outcomeOf(res.reply.code)
+        counts[outcome]++
+        this.emit({
+          type: 'recipient.result',
+          at: Date.now(),
+          sessionId: this.options.sessionId,
+          role: 'server',
+          transactionId: tx.id,
+          index: next,
+          recipient: rcpt.path.address,
+          outcome,
+          code: res.reply.code,
+          enhanced: res.reply.enhanced,
+          text: replyText(res.reply),
+          mailbox: res.mailbox,
+          bytes: res.bytes ?? 0,
+          latencyMs: Date.now() - endAt,
+        })
+        next++
+      }
+    }
+    const settle = (index: number, result: DeliveryResult): void => {
+      if (index < 0 || index >= n || results[index] !== undefined) return
+      results[index] = result
+      flush()
+    }
+
+    if (!tx.failure) {
+      try {
+        await tx.spool!.finish()
+      } catch {
+        tx.failure = R.localError
+      }
+    }
+    if (tx.failure) {
+      // A failure of the whole message is owed to every recipient, once each.
+      const failure = tx.failure
+      tx.recipients.forEach((r, i) => settle(i, {reply: withText(failure, `<${r.path.address}> ${replyText(failure)}`)}))
+    } else {
+      try {
+        await this.backend.deliver(this.envelope(tx), tx.spool!, this.info(), settle)
+      } catch {
+        // fall through: whoever has no result yet gets a temporary failure
+      }
+      tx.recipients.forEach((r, i) => settle(i, {reply: perRecipient.localError(r.path.address)}))
+    }
+    this.emit({
+      type: 'transaction.finished',
+      at: Date.now(),
+      sessionId: this.options.sessionId,
+      role: 'server',
+      transactionId: tx.id,
+      recipients: n,
+      ...counts,
+      aborted: false,
+    })
+    const spool = tx.spool
+    this.tx = undefined
+    if (spool) await spool.discard().catch(() => {})
+    if (this.stateValue === 'DELIVERING') this.stateValue = 'READY'
+    if (this.closeAfterTransaction) {
+      this.send(R.shuttingDown)
+      this.close()
+    }
+  }
+
+  /** Ends the open transaction, if any, throwing its spool away. */
+  private async resetTransaction(emitAborted: boolean): Promise<void> {
+    const tx = this.tx
+    if (!tx) return
+    this.tx = undefined
+    this.decoder = undefined
+    if (tx.spool) await tx.spool.discard().catch(() => {})
+    if (emitAborted) {
+      this.emit({
+        type: 'transaction.finished',
+        at: Date.now(),
+        sessionId: this.options.sessionId,
+        role: 'server',
+        transactionId: tx.id,
+        recipients: tx.recipients.length,
+        delivered: 0,
+        deferred: 0,
+        rejected: 0,
+        aborted: true,
+      })
+    }
+    if (this.stateValue !== 'GREETED' && this.stateValue !== 'CLOSED') this.stateValue = 'READY'
+  }
+}
+
+/** Scans a BDAT chunk for a bare CR or bare LF, carrying a trailing CR across chunks. */
+function hasBareLineEnding(part: Buffer, tx: Transaction): boolean {
+  let prevCr = tx.bdatPrevCr
+  let i = 0
+  while (i < part.length) {
+    if (prevCr) {
+      if (part[i] !== 0x0a) return true
+      prevCr = false
+      i++
+      continue
+    }
+    const cr = part.indexOf(0x0d, i)
+    const lf = part.indexOf(0x0a, i)
+    if (lf >= 0 && (cr < 0 || lf < cr)) return true
+    if (cr < 0) break
+    prevCr = true
+    i = cr + 1
+  }
+  tx.bdatPrevCr = prevCr
+  return false
+}
