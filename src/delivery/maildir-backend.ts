@@ -1,0 +1,307 @@
+/**
+ * The Maildir Backend of `lmtp serve --maildir DIR`: recipients map to `DIR/<domain>/<local>/` (see mailbox.ts),
+ * the body is spooled once under `DIR/.lmtp-spool/`, then written into each recipient's Maildir durably, with
+ * Maildir++ quota accounting, loop detection and per-recipient results reported as soon as each is decided.
+ */
+import * as fsp from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import type {Path} from '../protocol/address.js'
+import type {
+  AcceptedRecipient,
+  Backend,
+  DeliveryResult,
+  Envelope,
+  RecipientCheck,
+  SessionInfo,
+  Spool,
+} from '../protocol/backend.js'
+import {perRecipient, R} from '../protocol/replies.js'
+import {isInside, type ResolvedMailbox, resolveMailbox, SPOOL_DIR, POSTMASTER_DIR} from './mailbox.js'
+import {
+  buildTraceHeaders,
+  encodeHostForMaildir,
+  isDiskFullError,
+  type MaildirFs,
+  parseUniqueName,
+  realFs,
+  writeMaildirMessage,
+} from './maildir.js'
+import {appendUsage, checkQuota, KeyedMutex, readUsage} from './quota.js'
+import {FileSpool, normaliseAddressForLoop} from './spool.js'
+import type {UserTable} from './users.js'
+
+/** How to answer a recipient who is over quota after the body: 452 4.2.2 (default) or 552 5.2.2. */
+export type OverQuotaMode = 'temporary' | 'permanent'
+
+/** Configuration of the Maildir backend. */
+export interface MaildirBackendOptions {
+  /** The Maildir root (`--maildir`). Created on first use. */
+  root: string
+  /** Accepted recipients and their quotas (`--users`); without it any safely mappable address is accepted. */
+  users?: UserTable
+  /** Default quota in bytes (`--quota`); undefined or 0 means none. */
+  defaultQuota?: number
+  /** Reply to over-quota after the body (`--over-quota`). Default 'temporary'. */
+  overQuota?: OverQuotaMode
+  /** Also refuse at RCPT when the mailbox is already full (`--check-quota-at-rcpt`). */
+  checkQuotaAtRcpt?: boolean
+  /** Our host name, for Received headers (`--hostname`). */
+  hostname: string
+  /** Host written into unique file names; default os.hostname(). cleanTmp only removes files of this host. */
+  uniqueHost?: string
+  /** Recipients written in parallel. Default 4. */
+  concurrency?: number
+  /** File system seam for the message writer (tests inject ENOSPC etc.). */
+  fs?: MaildirFs
+  /** Called for problems that do not change a reply (quota bookkeeping); default: ignored. */
+  onWarning?: (message: string, error?: unknown) => void
+}
+
+/** What cleanTmp did. */
+export interface CleanTmpReport {
+  /** Files removed. */
+  removed: number
+  /** Files left in place (young, or written by a live process or another host). */
+  kept: number
+  /** Directories or files that could not be read or removed. */
+  errors: number
+}
+
+/** Options of cleanTmp. */
+export interface CleanTmpOptions {
+  /** Files older than this are removed whoever wrote them. Default 36 hours (Maildir rule). */
+  maxAgeMs?: number
+  /** Current time (tests). */
+  now?: number
+  /** Whether a pid is alive on this host (tests). Default: signal 0. */
+  isAlive?: (pid: number) => boolean
+}
+
+/** The Maildir Backend (see the module comment). */
+export class MaildirBackend implements Backend {
+  /** Absolute Maildir root. */
+  readonly root: string
+  private readonly options: MaildirBackendOptions
+  private readonly locks = new KeyedMutex()
+  private readonly host: string
+
+  constructor(options: MaildirBackendOptions) {
+    this.options = options
+    this.root = path.resolve(options.root)
+    this.host = options.uniqueHost ?? os.hostname()
+  }
+
+  /** The directory holding spool files. */
+  get spoolDir(): string {
+    return path.join(this.root, SPOOL_DIR)
+  }
+
+  /** The mailbox a recipient maps to, or why it cannot be mapped (for logs and tests). */
+  resolve(p: Path): ReturnType<typeof resolveMailbox> {
+    return resolveMailbox(this.root, p)
+  }
+
+  /** Quota in bytes for a recipient: the users file entry, else the default; undefined for none. */
+  quotaFor(p: Path): number | undefined {
+    const entry = this.options.users?.lookup(p)
+    if (entry && entry.quota !== undefined) return entry.quota ?? undefined
+    const q = this.options.defaultQuota
+    return q === undefined || q <= 0 ? undefined : q
+  }
+
+  /** Unknown user 550 5.1.1, unsafe name 550 5.1.3, and (when enabled) a mailbox already full at RCPT. */
+  async checkRecipient(p: Path, _session: SessionInfo): Promise<RecipientCheck> {
+    const res = this.resolve(p)
+    if (!res.ok) return {ok: false, reply: R.unsafeMailbox}
+    const mailbox = res.mailbox
+    if (this.options.users && !mailbox.postmaster && !this.options.users.lookup(p)) {
+      return {ok: false, reply: R.unknownUser}
+    }
+    const quota = this.quotaFor(p)
+    if (this.options.checkQuotaAtRcpt && quota !== undefined) {
+      try {
+        const usage = await this.locks.run(mailbox.dir, () => readUsage(mailbox.dir, quota, this.host))
+        if (usage.bytes >= quota) {
+          return {
+            ok: false,
+            reply: this.options.overQuota === 'permanent' ? R.mailboxFullAtRcptPerm : R.mailboxFullAtRcpt,
+          }
+        }
+      } catch (err) {
+        // Bookkeeping trouble is not the sender's problem: accept, the check after the body decides.
+        this.options.onWarning?.(`cannot read quota of ${mailbox.name}`, err)
+      }
+    }
+    return {ok: true, mailbox: mailbox.name}
+  }
+
+  /** A file spool under `ROOT/.lmtp-spool/`. */
+  async openSpool(_envelope: Envelope, _session: SessionInfo): Promise<Spool> {
+    return FileSpool.open({dir: this.spoolDir, host: this.host})
+  }
+
+  /** Writes the spooled message into every recipient's Maildir; see Backend.deliver. */
+  async deliver(
+    envelope: Envelope,
+    spool: Spool,
+    session: SessionInfo,
+    onResult: (index: number, result: DeliveryResult) => void,
+  ): Promise<void> {
+    const queue = [...envelope.recipients]
+    const limit = Math.max(1, this.options.concurrency ?? 4)
+    const date = new Date()
+    const worker = async () => {
+      for (let r = queue.shift(); r !== undefined; r = queue.shift()) {
+        const result = await this.deliverOne(envelope, spool, session, r, date)
+        onResult(r.index, result)
+      }
+    }
+    await Promise.all(Array.from({length: Math.min(limit, queue.length)}, worker))
+  }
+
+  /** Delivers to one recipient; never throws: every failure becomes that recipient's reply. */
+  private async deliverOne(
+    envelope: Envelope,
+    spool: Spool,
+    session: SessionInfo,
+    r: AcceptedRecipient,
+    date: Date,
+  ): Promise<DeliveryResult> {
+    const rcpt = r.path.address
+    if (!(spool instanceof FileSpool) || !spool.finished) {
+      return {reply: perRecipient.localError(rcpt, 'message spool unavailable')}
+    }
+    const res = this.resolve(r.path)
+    if (!res.ok || !isInside(this.root, res.mailbox.dir)) {
+      return {reply: perRecipient.localError(rcpt, 'recipient has no mailbox')}
+    }
+    const mailbox = res.mailbox
+    if (spool.deliveredTo.has(normaliseAddressForLoop(rcpt))) return {reply: perRecipient.loop(rcpt)}
+
+    const headers = buildTraceHeaders({
+      sender: envelope.from.address,
+      recipient: rcpt,
+      lhlo: session.lhlo,
+      peer: session.peer,
+      hostname: this.options.hostname,
+      transactionId: envelope.transactionId,
+      smtputf8: envelope.params.smtputf8 === true,
+      tls: session.tls,
+      date,
+    })
+    const quota = this.quotaFor(r.path)
+    try {
+      if (quota === undefined) return await this.write(rcpt, mailbox, headers, spool)
+      return await this.locks.run(mailbox.dir, async () => {
+        const size = Buffer.byteLength(headers) + spool.size - spool.crlfCount
+        const verdict = await checkQuota(mailbox.dir, quota, size, this.host)
+        if (verdict.verdict === 'tooBig') return {reply: perRecipient.tooBigForMailbox(rcpt)}
+        if (verdict.verdict === 'over') {
+          const perm = this.options.overQuota === 'permanent'
+          return {reply: perm ? perRecipient.overQuotaPerm(rcpt) : perRecipient.overQuotaTemp(rcpt)}
+        }
+        const result = await this.write(rcpt, mailbox, headers, spool)
+        try {
+          await appendUsage(mailbox.dir, result.bytes ?? 0, 1)
+        } catch (err) {
+          // The message is stored; drop the tally so the next reading rebuilds it from the files.
+          this.options.onWarning?.(`cannot update maildirsize of ${mailbox.name}`, err)
+          await fsp.unlink(path.join(mailbox.dir, 'maildirsize')).catch(() => undefined)
+        }
+        return result
+      })
+    } catch (err) {
+      this.options.onWarning?.(`delivery to ${mailbox.name} failed`, err)
+      return {reply: isDiskFullError(err) ? perRecipient.diskFull(rcpt) : perRecipient.localError(rcpt)}
+    }
+  }
+
+  private async write(rcpt: string, mailbox: ResolvedMailbox, headers: string, spool: FileSpool): Promise<DeliveryResult> {
+    const written = await writeMaildirMessage({
+      dir: mailbox.dir,
+      headers,
+      source: spool.path,
+      stats: spool,
+      host: this.host,
+      fs: this.options.fs ?? realFs,
+    })
+    return {reply: perRecipient.delivered(rcpt), mailbox: mailbox.name, bytes: written.size}
+  }
+
+  /**
+   * Startup clean-up of `tmp/` folders: files whose unique name carries this host and the pid of a process that
+   * is no longer alive are removed at once; any other file older than 36 hours is removed (a Maildir may be
+   * shared over NFS, so another host's young files are left alone). Walks only `ROOT/<domain>/<local>/tmp`,
+   * `ROOT/postmaster/tmp` and the spool directory, never deeper.
+   */
+  async cleanTmp(options: CleanTmpOptions = {}): Promise<CleanTmpReport> {
+    const report: CleanTmpReport = {removed: 0, kept: 0, errors: 0}
+    const now = options.now ?? Date.now()
+    const maxAge = options.maxAgeMs ?? 36 * 3600 * 1000
+    const alive = options.isAlive ?? pidAlive
+    const ourHost = encodeHostForMaildir(this.host)
+
+    const cleanDir = async (dir: string) => {
+      for (const entry of await listDir(dir, report)) {
+        if (entry.isDirectory()) continue
+        const file = path.join(dir, entry.name)
+        const parts = parseUniqueName(entry.name)
+        let remove = parts !== undefined && parts.host === ourHost && parts.pid !== process.pid && !alive(parts.pid)
+        if (!remove) {
+          try {
+            const st = await fsp.lstat(file)
+            remove = now - st.mtimeMs > maxAge
+          } catch {
+            continue
+          }
+        }
+        if (!remove) {
+          report.kept++
+          continue
+        }
+        try {
+          await fsp.unlink(file)
+          report.removed++
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') report.errors++
+        }
+      }
+    }
+
+    for (const top of await listDir(this.root, report)) {
+      if (!top.isDirectory()) continue
+      const topDir = path.join(this.root, top.name)
+      if (top.name === SPOOL_DIR) await cleanDir(topDir)
+      else if (top.name === POSTMASTER_DIR) await cleanDir(path.join(topDir, 'tmp'))
+      else if (!top.name.startsWith('.')) {
+        for (const local of await listDir(topDir, report)) {
+          if (local.isDirectory()) await cleanDir(path.join(topDir, local.name, 'tmp'))
+        }
+      }
+    }
+    return report
+  }
+}
+
+/** Directory entries (not following symlinks: Dirent types come from lstat semantics); [] when missing. */
+async function listDir(dir: string, report: CleanTmpReport): Promise<import('node:fs').Dirent[]> {
+  try {
+    return await fsp.readdir(dir, {withFileTypes: true})
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') report.errors++
+    return []
+  }
+}
+
+/** True when a process with this pid exists on this host (EPERM means it exists but is not ours). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

@@ -1,0 +1,400 @@
+/**
+ * Writing one message into one Maildir (cr.yp.to/proto/maildir.html), durably: unique name, exclusive create in
+ * tmp/ (never following a planted symlink), trace headers, the body streamed from the spool with CRLF turned
+ * into LF (the Maildir convention) in bounded memory, fsync, rename into new/, fsync of new/. Only when
+ * writeMaildirMessage resolves is the message on disk; on any failure the temp file is removed and the error
+ * (with its errno code) is rethrown for the caller to map to a 4xx reply.
+ */
+import {randomBytes} from 'node:crypto'
+import {constants} from 'node:fs'
+import * as fsp from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+
+/** The part of a file handle the writer uses (node's FileHandle fits; tests substitute failing ones). */
+export interface FileLike {
+  write(buffer: Buffer, offset: number, length: number): Promise<{bytesWritten: number}>
+  read(buffer: Buffer, offset: number, length: number, position: number | null): Promise<{bytesRead: number}>
+  sync(): Promise<void>
+  close(): Promise<void>
+}
+
+/** The file system operations delivery uses: a seam so tests can inject ENOSPC, EDQUOT or EIO. */
+export interface MaildirFs {
+  open(file: string, flags: number, mode?: number): Promise<FileLike>
+  rename(from: string, to: string): Promise<void>
+  unlink(file: string): Promise<void>
+  mkdir(dir: string, options: {recursive: true; mode: number}): Promise<unknown>
+}
+
+/** The real file system (node:fs/promises). */
+export const realFs: MaildirFs = {
+  open: (file, flags, mode) => fsp.open(file, flags, mode),
+  rename: (from, to) => fsp.rename(from, to),
+  unlink: (file) => fsp.unlink(file),
+  mkdir: (dir, options) => fsp.mkdir(dir, options),
+}
+
+/** Flags for creating a temp file: exclusive, write-only, never through a symlink. */
+export const CREATE_EXCLUSIVE = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW
+
+/** Directory mode of tmp/, new/, cur/ and any parent the writer creates. */
+export const DIR_MODE = 0o700
+/** Mode of message files and spool files. */
+export const FILE_MODE = 0o600
+
+/** Chunk size for streaming the spool into a Maildir file. */
+export const COPY_CHUNK = 64 * 1024
+
+/**
+ * Encodes a host name for a Maildir unique name: `/` -> `\057`, `:` -> `\072` (the Maildir rules), and also
+ * `,` -> `\054` (commas start the `,S=` / `,W=` fields Dovecot reads) and `\` and control characters as octal.
+ */
+export function encodeHostForMaildir(host: string): string {
+  let out = ''
+  for (const ch of host === '' ? 'localhost' : host) {
+    const cp = ch.codePointAt(0)!
+    if (ch === '/' || ch === ':' || ch === ',' || ch === '\\' || cp < 0x20 || cp === 0x7f) {
+      out += `\\${cp.toString(8).padStart(3, '0')}`
+    } else {
+      out += ch
+    }
+  }
+  return out
+}
+
+let counter = 0
+
+/**
+ * A new unique base name: `<sec>.M<usec>P<pid>Q<counter>R<random hex>.<host>`. The seconds, microseconds, pid
+ * and per-process counter make it unique on this host; the random part and host make it unique across hosts
+ * sharing the Maildir (NFS). `host` defaults to os.hostname().
+ */
+export function uniqueName(host: string = os.hostname(), now: number = Date.now() * 1000 + microJitter()): string {
+  counter = (counter + 1) % Number.MAX_SAFE_INTEGER
+  const sec = Math.floor(now / 1_000_000)
+  const usec = now % 1_000_000
+  return `${sec}.M${usec}P${process.pid}Q${counter}R${randomBytes(8).toString('hex')}.${encodeHostForMaildir(host)}`
+}
+
+/** Microseconds within the current millisecond, from the high-resolution clock. */
+function microJitter(): number {
+  return Number(process.hrtime.bigint() / 1000n) % 1000
+}
+
+/** Fields of a unique name written by uniqueName (for cleanTmp and quota recalculation). */
+export interface UniqueNameParts {
+  seconds: number
+  pid: number
+  /** The host as encoded in the name. */
+  host: string
+  /** `S=` size when present. */
+  size?: number
+}
+
+/** Parses a name written by uniqueName (with or without `,S=,W=` and `:2,` info); undefined for other names. */
+export function parseUniqueName(name: string): UniqueNameParts | undefined {
+  const m = /^(\d+)\.M\d+P(\d+)Q\d+R[0-9a-f]+\.([^,:]+)((?:,[^:]*)?)(?::.*)?$/.exec(name)
+  if (!m) return undefined
+  const size = /,S=(\d+)/.exec(m[4] ?? '')
+  return {
+    seconds: Number(m[1]),
+    pid: Number(m[2]),
+    host: m[3]!,
+    size: size ? Number(size[1]) : undefined,
+  }
+}
+
+/** Removes control characters (CR, LF, NUL, C1...) from a header value and caps its length. */
+export function sanitizeHeaderText(text: string, max = 512): string {
+  const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, '?')
+  return clean.length > max ? `${clean.slice(0, max)}...` : clean
+}
+
+/** Keeps only characters that are safe in a Received token (host names, literals, peers, ids); others -> `?`. */
+export function sanitizeToken(text: string, max = 255): string {
+  const clean = text.replace(/[^\p{L}\p{M}\p{N}.\-_:[\]@+]/gu, '?')
+  const capped = clean.length > max ? `${clean.slice(0, max)}...` : clean
+  return capped === '' ? 'unknown' : capped
+}
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat']
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+
+/** Formats a date as RFC 5322 `date-time` in local time, e.g. `Sat, 29 Nov 2025 01:35:58 +0100`. */
+export function formatRfc5322Date(d: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0')
+  const offset = -d.getTimezoneOffset()
+  const sign = offset >= 0 ? '+' : '-'
+  const abs = Math.abs(offset)
+  return (
+    `${DAYS[d.getDay()]}, ${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`
+  )
+}
+
+/** What the trace headers say about one delivery. */
+export interface TraceInfo {
+  /** Envelope sender address (`''` for the null sender). */
+  sender: string
+  /** This recipient's address as given at RCPT. */
+  recipient: string
+  /** LHLO argument of the client. */
+  lhlo: string
+  /** Peer (`127.0.0.1:51234`, `unix`). */
+  peer: string
+  /** Our host name. */
+  hostname: string
+  transactionId: string
+  /** SMTPUTF8 was used: protocol UTF8LMTP (RFC 6531). */
+  smtputf8: boolean
+  /** TLS was active: protocol ...LMTPS (RFC 3848). */
+  tls: boolean
+  date?: Date
+}
+
+/**
+ * The headers prepended to a delivered message: `Return-Path`, `Delivered-To` and `Received`, LF line ends,
+ * folded with a tab. Every value is sanitised so nothing from the client can add a header line.
+ */
+export function buildTraceHeaders(t: TraceInfo): string {
+  const protocol = `${t.smtputf8 ? 'UTF8' : ''}LMTP${t.tls ? 'S' : ''}`
+  const recipient = sanitizeHeaderText(t.recipient).replace(/[<>]/g, '?')
+  const sender = sanitizeHeaderText(t.sender).replace(/[<>]/g, '?')
+  return (
+    `Return-Path: <${sender}>\n` +
+    `Delivered-To: ${recipient}\n` +
+    `Received: from ${sanitizeToken(t.lhlo)} (${sanitizeToken(t.peer)})\n` +
+    `\tby ${sanitizeToken(t.hostname)} with ${protocol} id ${sanitizeToken(t.transactionId)}\n` +
+    `\tfor <${recipient}>; ${formatRfc5322Date(t.date ?? new Date())}\n`
+  )
+}
+
+/**
+ * Streaming CRLF -> LF conversion that is correct when a CR ends one chunk and its LF starts the next. Bare CR
+ * and bare LF pass through unchanged.
+ */
+export class CrlfToLf {
+  private pendingCr = false
+
+  /** Converts `input` into `out` (which must hold `input.length + 1` bytes); returns the bytes written. */
+  push(input: Buffer, out: Buffer): number {
+    let o = 0
+    let i = 0
+    if (this.pendingCr && input.length > 0) {
+      this.pendingCr = false
+      if (input[0] === 0x0a) {
+        out[o++] = 0x0a
+        i = 1
+      } else {
+        out[o++] = 0x0d
+      }
+    }
+    while (i < input.length) {
+      const cr = input.indexOf(0x0d, i)
+      if (cr < 0) {
+        o += input.copy(out, o, i)
+        break
+      }
+      o += input.copy(out, o, i, cr)
+      if (cr === input.length - 1) {
+        this.pendingCr = true
+        break
+      }
+      if (input[cr + 1] === 0x0a) {
+        out[o++] = 0x0a
+        i = cr + 2
+      } else {
+        out[o++] = 0x0d
+        i = cr + 1
+      }
+    }
+    return o
+  }
+
+  /** Flushes a CR held back at the end of the input; returns the bytes written to `out`. */
+  end(out: Buffer): number {
+    if (!this.pendingCr) return 0
+    this.pendingCr = false
+    out[0] = 0x0d
+    return 1
+  }
+}
+
+/** Writes all of `buf[offset, offset+length)`, looping over short writes; a zero-byte write is an error. */
+export async function writeAll(file: FileLike, buf: Buffer, offset = 0, length = buf.length - offset): Promise<void> {
+  let done = 0
+  while (done < length) {
+    const {bytesWritten} = await file.write(buf, offset + done, length - done)
+    if (bytesWritten <= 0) {
+      const err: NodeJS.ErrnoException = new Error('short write: the file system accepted no bytes')
+      err.code = 'EIO'
+      throw err
+    }
+    done += bytesWritten
+  }
+}
+
+/** fsyncs a directory so that a rename into it survives a crash. */
+export async function fsyncDir(dir: string, fs: MaildirFs = realFs): Promise<void> {
+  const h = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    await h.sync()
+  } finally {
+    await h.close()
+  }
+}
+
+const ensured = new Set<string>()
+
+/** Creates `tmp/`, `new/` and `cur/` of a Maildir (and missing parents) with mode 0700. */
+export async function ensureMaildir(dir: string, fs: MaildirFs = realFs): Promise<void> {
+  for (const sub of ['tmp', 'new', 'cur']) {
+    await fs.mkdir(path.join(dir, sub), {recursive: true, mode: DIR_MODE})
+  }
+  if (ensured.size > 10_000) ensured.clear()
+  ensured.add(dir)
+}
+
+/** Line statistics of a body with CRLF line ends, as counted by the spool (used for `S=` and `W=`). */
+export interface BodyStats {
+  /** Octets as received. */
+  size: number
+  /** CRLF pairs (each stored as one LF). */
+  crlfCount: number
+  /** LF not preceded by CR (stored as is). */
+  bareLfCount: number
+}
+
+/** Size of the stored file (`S=`) and its size with CRLF line ends (`W=`) for a body and its added headers. */
+export function storedSizes(headers: string, body: BodyStats): {size: number; virtualSize: number} {
+  const headerBytes = Buffer.byteLength(headers, 'utf8')
+  let headerLf = 0
+  for (let i = headers.indexOf('\n'); i >= 0; i = headers.indexOf('\n', i + 1)) headerLf++
+  const size = headerBytes + body.size - body.crlfCount
+  return {size, virtualSize: size + headerLf + body.crlfCount + body.bareLfCount}
+}
+
+/** What to write where. */
+export interface MaildirWrite {
+  /** The Maildir directory (holding tmp/, new/, cur/); created when missing. */
+  dir: string
+  /** Trace headers (LF line ends), see buildTraceHeaders. */
+  headers: string
+  /** Path of the spool file holding the body with CRLF line ends. */
+  source: string
+  /** Statistics of the spool file. */
+  stats: BodyStats
+  /** Host for the unique name (default os.hostname()). */
+  host?: string
+  /** File system seam (default: the real one). */
+  fs?: MaildirFs
+  /** Unique base name factory (tests use it to plant a file at the name). */
+  nameFactory?: () => string
+}
+
+/** Where a message was stored. */
+export interface MaildirWriteResult {
+  /** Absolute path of the file in new/. */
+  file: string
+  /** File name (`<unique>,S=<size>,W=<virtual size>`). */
+  name: string
+  /** Octets stored (`S=`). */
+  size: number
+  /** Octets with CRLF line ends (`W=`). */
+  virtualSize: number
+}
+
+function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === code
+}
+
+/**
+ * Delivers one message into a Maildir durably (see the module comment). Resolves only after the file and new/
+ * are fsync'd; rejects with the underlying error (its `code` tells ENOSPC/EDQUOT from the rest) after removing
+ * whatever it had written.
+ */
+export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWriteResult> {
+  const fs = w.fs ?? realFs
+  const {size, virtualSize} = storedSizes(w.headers, w.stats)
+  const base = w.nameFactory ? w.nameFactory() : uniqueName(w.host)
+  const name = `${base},S=${size},W=${virtualSize}`
+  const tmpFile = path.join(w.dir, 'tmp', name)
+  const newFile = path.join(w.dir, 'new', name)
+
+  if (!ensured.has(w.dir)) await ensureMaildir(w.dir, fs)
+  let out: FileLike
+  try {
+    out = await fs.open(tmpFile, CREATE_EXCLUSIVE, FILE_MODE)
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err
+    // Someone removed the Maildir since we last created it.
+    await ensureMaildir(w.dir, fs)
+    out = await fs.open(tmpFile, CREATE_EXCLUSIVE, FILE_MODE)
+  }
+
+  let open = true
+  try {
+    const headerBuf = Buffer.from(w.headers, 'utf8')
+    await writeAll(out, headerBuf)
+    let written = headerBuf.length
+    const input = await fs.open(w.source, constants.O_RDONLY | constants.O_NOFOLLOW)
+    try {
+      const inBuf = Buffer.allocUnsafe(COPY_CHUNK)
+      const outBuf = Buffer.allocUnsafe(COPY_CHUNK + 1)
+      const conv = new CrlfToLf()
+      for (;;) {
+        const {bytesRead} = await input.read(inBuf, 0, COPY_CHUNK, null)
+        if (bytesRead === 0) break
+        const n = conv.push(inBuf.subarray(0, bytesRead), outBuf)
+        await writeAll(out, outBuf, 0, n)
+        written += n
+      }
+      const n = conv.end(outBuf)
+      if (n > 0) {
+        await writeAll(out, outBuf, 0, n)
+        written += n
+      }
+    } finally {
+      await input.close()
+    }
+    if (written !== size) {
+      const err: NodeJS.ErrnoException = new Error(`spool changed under us: wrote ${written} octets, expected ${size}`)
+      err.code = 'EIO'
+      throw err
+    }
+    await out.sync()
+    open = false
+    await out.close()
+  } catch (err) {
+    if (open) await out.close().catch(() => undefined)
+    await fs.unlink(tmpFile).catch(() => undefined)
+    throw err
+  }
+
+  try {
+    try {
+      await fs.rename(tmpFile, newFile)
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err
+      await ensureMaildir(w.dir, fs)
+      await fs.rename(tmpFile, newFile)
+    }
+  } catch (err) {
+    await fs.unlink(tmpFile).catch(() => undefined)
+    throw err
+  }
+  try {
+    await fsyncDir(path.join(w.dir, 'new'), fs)
+  } catch (err) {
+    // Not known to be durable: take it back so that the 4xx (and the client's retry) does not duplicate it.
+    await fs.unlink(newFile).catch(() => undefined)
+    throw err
+  }
+  return {file: newFile, name, size, virtualSize}
+}
+
+/** True for the errors that mean "no space": ENOSPC (disk full) and EDQUOT (file system quota). */
+export function isDiskFullError(err: unknown): boolean {
+  return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')
+}

@@ -1,0 +1,254 @@
+/**
+ * Maildir++ quota accounting: the `maildirsize` file in each Maildir, which Dovecot and Courier read too, so the
+ * operator's IMAP server and this delivery agent agree on how full a mailbox is.
+ *
+ * File format: first line the limit (`<bytes>S`, `<bytes>S,<count>C` or `<count>C`), then one `<bytes> <count>`
+ * line per change (negative for removals). Usage is the sum of those lines. The file is rebuilt from the
+ * messages in new/ and cur/ (sizes from `,S=` in the names, else stat) when it is missing, malformed, larger
+ * than 5120 bytes, carries a different limit than the one configured, or says "over quota" but is older than
+ * 15 minutes (the Maildir++ rules); the rebuilt file replaces the old one atomically (tmp + rename).
+ * Changes are appended with O_APPEND in one write. Callers serialise work on one mailbox with KeyedMutex.
+ */
+import {constants} from 'node:fs'
+import * as fsp from 'node:fs/promises'
+import path from 'node:path'
+import {CREATE_EXCLUSIVE, FILE_MODE, uniqueName, writeAll} from './maildir.js'
+
+/** Name of the Maildir++ quota file inside a Maildir. */
+export const MAILDIRSIZE = 'maildirsize'
+/** A maildirsize larger than this is rebuilt (Maildir++). */
+export const MAILDIRSIZE_MAX_BYTES = 5120
+/** An over-quota maildirsize older than this is rebuilt before refusing (Maildir++: 15 minutes). */
+export const STALE_OVER_QUOTA_MS = 15 * 60 * 1000
+
+/** The contents of a maildirsize file. */
+export interface MaildirSize {
+  /** Byte limit from the first line, when it has one. */
+  limitBytes?: number
+  /** Message-count limit from the first line, when it has one. */
+  limitCount?: number
+  /** Sum of the size column. */
+  bytes: number
+  /** Sum of the count column. */
+  count: number
+}
+
+/** Current usage of a mailbox. */
+export interface Usage {
+  bytes: number
+  count: number
+}
+
+/** Parses maildirsize text; undefined when malformed (the caller then recalculates). */
+export function parseMaildirSize(text: string): MaildirSize | undefined {
+  const lines = text.split('\n')
+  if (lines[lines.length - 1] === '') lines.pop()
+  const head = lines.shift()
+  if (head === undefined) return undefined
+  const out: MaildirSize = {bytes: 0, count: 0}
+  if (head.trim() !== '') {
+    for (const part of head.trim().split(',')) {
+      const m = /^(\d+)([SC])$/.exec(part.trim())
+      if (!m) return undefined
+      if (m[2] === 'S') out.limitBytes = Number(m[1])
+      else out.limitCount = Number(m[1])
+    }
+  }
+  for (const line of lines) {
+    const m = /^\s*(-?\d+)\s+(-?\d+)\s*$/.exec(line)
+    if (!m) return undefined
+    out.bytes += Number(m[1])
+    out.count += Number(m[2])
+  }
+  if (!Number.isSafeInteger(out.bytes) || !Number.isSafeInteger(out.count)) return undefined
+  return out
+}
+
+/** The first line of a maildirsize for a byte limit (and optional count limit), without the newline. */
+export function formatLimitLine(limitBytes: number | undefined, limitCount?: number): string {
+  const parts: string[] = []
+  if (limitBytes !== undefined) parts.push(`${limitBytes}S`)
+  if (limitCount !== undefined) parts.push(`${limitCount}C`)
+  return parts.join(',')
+}
+
+/** Formats a whole maildirsize file: limit line and one usage line. */
+export function formatMaildirSize(limitBytes: number | undefined, usage: Usage, limitCount?: number): string {
+  return `${formatLimitLine(limitBytes, limitCount)}\n${usage.bytes} ${usage.count}\n`
+}
+
+/** Size of a message file from its `,S=` name field, else from lstat; undefined when it vanished. */
+async function messageSize(dir: string, name: string): Promise<number | undefined> {
+  const m = /,S=(\d+)/.exec(name.split(':')[0]!)
+  if (m) return Number(m[1])
+  try {
+    const st = await fsp.lstat(path.join(dir, name))
+    return st.isFile() ? st.size : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Sums the messages in new/ and cur/ of a Maildir (missing folders count as empty). */
+export async function scanUsage(maildir: string): Promise<Usage> {
+  const usage: Usage = {bytes: 0, count: 0}
+  for (const sub of ['new', 'cur']) {
+    const dir = path.join(maildir, sub)
+    let handle: Awaited<ReturnType<typeof fsp.opendir>>
+    try {
+      handle = await fsp.opendir(dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
+      throw err
+    }
+    for await (const entry of handle) {
+      if (entry.name.startsWith('.') || entry.isDirectory()) continue
+      const size = await messageSize(dir, entry.name)
+      if (size === undefined) continue
+      usage.bytes += size
+      usage.count++
+    }
+  }
+  return usage
+}
+
+/** Rebuilds maildirsize from the messages and replaces the file atomically; returns the usage found. */
+export async function recalculate(maildir: string, limitBytes: number | undefined, host?: string): Promise<Usage> {
+  const usage = await scanUsage(maildir)
+  const tmpDir = path.join(maildir, 'tmp')
+  await fsp.mkdir(tmpDir, {recursive: true, mode: 0o700})
+  const tmp = path.join(tmpDir, uniqueName(host))
+  const h = await fsp.open(tmp, CREATE_EXCLUSIVE, FILE_MODE)
+  try {
+    try {
+      await writeAll(h, Buffer.from(formatMaildirSize(limitBytes, usage)))
+    } finally {
+      await h.close()
+    }
+    await fsp.rename(tmp, path.join(maildir, MAILDIRSIZE))
+  } catch (err) {
+    await fsp.unlink(tmp).catch(() => undefined)
+    throw err
+  }
+  return usage
+}
+
+/** Reads the maildirsize file: text, size and age; undefined when missing. */
+async function readMaildirSizeFile(maildir: string): Promise<{text: string; bytes: number; mtimeMs: number} | undefined> {
+  let h: fsp.FileHandle
+  try {
+    h = await fsp.open(path.join(maildir, MAILDIRSIZE), constants.O_RDONLY | constants.O_NOFOLLOW)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  try {
+    const st = await h.stat()
+    // Never read a huge file whole: beyond the limit it is rebuilt anyway.
+    if (st.size > MAILDIRSIZE_MAX_BYTES) return {text: '', bytes: st.size, mtimeMs: st.mtimeMs}
+    const buf = Buffer.alloc(st.size)
+    let got = 0
+    while (got < st.size) {
+      const {bytesRead} = await h.read(buf, got, st.size - got, got)
+      if (bytesRead === 0) break
+      got += bytesRead
+    }
+    return {text: buf.subarray(0, got).toString('latin1'), bytes: st.size, mtimeMs: st.mtimeMs}
+  } finally {
+    await h.close()
+  }
+}
+
+/** Usage of a mailbox plus whether it was just recalculated. */
+export interface UsageReading extends Usage {
+  recalculated: boolean
+  /** Age of the maildirsize file in milliseconds (0 right after a recalculation). */
+  ageMs: number
+}
+
+/**
+ * Current usage of a Maildir under a byte limit, from maildirsize, recalculating when Maildir++ says so
+ * (missing, malformed, too large, or a different limit). Call under the mailbox's lock.
+ */
+export async function readUsage(maildir: string, limitBytes: number, host?: string, now = Date.now()): Promise<UsageReading> {
+  const file = await readMaildirSizeFile(maildir)
+  const parsed = file && file.bytes <= MAILDIRSIZE_MAX_BYTES ? parseMaildirSize(file.text) : undefined
+  if (!file || !parsed || parsed.limitBytes !== limitBytes) {
+    const usage = await recalculate(maildir, limitBytes, host)
+    return {...usage, recalculated: true, ageMs: 0}
+  }
+  return {bytes: parsed.bytes, count: parsed.count, recalculated: false, ageMs: Math.max(0, now - file.mtimeMs)}
+}
+
+/**
+ * Decides whether a message of `size` octets fits: `tooBig` when it exceeds the whole quota, `over` when
+ * usage + size exceeds it (after one recalculation if the file is stale), else `ok` with the usage.
+ * Call under the mailbox's lock.
+ */
+export async function checkQuota(
+  maildir: string,
+  limitBytes: number,
+  size: number,
+  host?: string,
+): Promise<{verdict: 'ok' | 'over' | 'tooBig'; usage: Usage}> {
+  if (size > limitBytes) return {verdict: 'tooBig', usage: {bytes: 0, count: 0}}
+  let usage = await readUsage(maildir, limitBytes, host)
+  if (usage.bytes + size > limitBytes && !usage.recalculated && usage.ageMs > STALE_OVER_QUOTA_MS) {
+    usage = {...(await recalculate(maildir, limitBytes, host)), recalculated: true, ageMs: 0}
+  }
+  return {verdict: usage.bytes + size > limitBytes ? 'over' : 'ok', usage}
+}
+
+/**
+ * Appends one `<bytes> <count>` line to maildirsize with O_APPEND in a single write. When the file does not exist
+ * nothing is written (the next reading rebuilds it from the messages, which then include this one). Returns
+ * whether a line was appended.
+ */
+export async function appendUsage(maildir: string, bytes: number, count: number): Promise<boolean> {
+  let h: fsp.FileHandle
+  try {
+    h = await fsp.open(path.join(maildir, MAILDIRSIZE), constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
+  try {
+    const line = Buffer.from(`${bytes} ${count}\n`)
+    const {bytesWritten} = await h.write(line, 0, line.length)
+    if (bytesWritten !== line.length) throw new Error(`short append to ${MAILDIRSIZE}: ${bytesWritten} of ${line.length}`)
+  } finally {
+    await h.close()
+  }
+  return true
+}
+
+/**
+ * Serialises async work per key (one mailbox at a time) with a promise chain; different keys run in parallel.
+ * Keys are dropped once idle so the map does not grow with every mailbox ever seen.
+ */
+export class KeyedMutex {
+  private readonly tails = new Map<string, Promise<void>>()
+
+  /** Runs `fn` after every earlier `run` with the same key has settled. */
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve()
+    let release!: () => void
+    const mine = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const tail = previous.then(() => mine)
+    this.tails.set(key, tail)
+    await previous
+    try {
+      return await fn()
+    } finally {
+      release()
+      if (this.tails.get(key) === tail) this.tails.delete(key)
+    }
+  }
+
+  /** Number of keys with work queued or running (for tests). */
+  get activeKeys(): number {
+    return this.tails.size
+  }
+}
