@@ -1,0 +1,323 @@
+/**
+ * The LMTP server around the protocol's ServerSession: listeners (TCP and Unix), the connection cap, the idle
+ * timer, STARTTLS, reply coalescing, and graceful shutdown. Everything it observes goes onto the event bus.
+ */
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import tls from 'node:tls'
+import type {Backend} from '../protocol/backend.js'
+import type {EventBus} from '../protocol/events.js'
+import {R} from '../protocol/replies.js'
+import {formatReply} from '../protocol/reply.js'
+import {ServerSession, type SessionOptions} from '../protocol/server-session.js'
+import {type Target, formatTarget} from '../net/target.js'
+
+/** Settings of a server. */
+export interface ServerConfig {
+  listen: Target[]
+  /** Permissions of Unix sockets (default 0o660). */
+  socketMode?: number
+  hostname: string
+  /** Connections at once; beyond it: 421 4.7.0 and close (default 256). */
+  maxConnections?: number
+  /** Idle time before 421 4.4.2 and close, in ms (default 300 000). */
+  idleTimeoutMs?: number
+  /** Certificate and key (PEM) to offer STARTTLS on TCP listeners. */
+  tls?: {cert: Buffer; key: Buffer}
+  /** Protocol limits passed to every session. */
+  limits?: Pick<SessionOptions, 'maxLineLength' | 'maxMessageSize' | 'maxRecipients' | 'maxErrors' | 'vrfy'>
+}
+
+/** A listener that is up. */
+export interface ListenerInfo {
+  target: Target
+  /** The address as text, with the real port when port 0 was asked for. */
+  address: string
+}
+
+/** A failure to start a listener; the message says what to do. */
+export class ListenError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message)
+    this.name = 'ListenError'
+  }
+}
+
+interface Connection {
+  socket: net.Socket
+  session: ServerSession
+}
+
+let sessionCounter = 0
+
+/** An LMTP server: start() binds every listener, stop() drains and closes. */
+export class LmtpServer {
+  private readonly servers: {server: net.Server; target: Target}[] = []
+  private readonly connections = new Set<Connection>()
+  private readonly secureContext: tls.SecureContext | undefined
+  private stopping = false
+  /** Listeners that are up (after start()). */
+  listeners: ListenerInfo[] = []
+  /** Connections accepted since start. */
+  totalConnections = 0
+
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly backend: Backend,
+    private readonly bus: EventBus,
+  ) {
+    this.secureContext = config.tls ? tls.createSecureContext({cert: config.tls.cert, key: config.tls.key}) : undefined
+  }
+
+  /** Connections open now. */
+  get openConnections(): number {
+    return this.connections.size
+  }
+
+  /** Binds every listener; on any failure closes those already bound and throws ListenError. */
+  async start(): Promise<ListenerInfo[]> {
+    try {
+      for (const target of this.config.listen) {
+        this.listeners.push(await this.listen(target))
+      }
+    } catch (err) {
+      await this.closeListeners()
+      throw err
+    }
+    return this.listeners
+  }
+
+  private async listen(target: Target): Promise<ListenerInfo> {
+    const server = net.createServer({noDelay: true}, (socket) => this.accept(socket, target))
+    server.maxConnections = Number.MAX_SAFE_INTEGER
+    if (target.kind === 'unix') await this.clearStaleSocket(target.path)
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(target, err)))
+      if (target.kind === 'unix') server.listen(target.path, () => resolve())
+      else server.listen(target.port, target.host, () => resolve())
+    })
+    server.on('error', () => {})
+    this.servers.push({server, target})
+    if (target.kind === 'unix') {
+      await fs.chmod(target.path, this.config.socketMode ?? 0o660)
+      return {target, address: formatTarget(target)}
+    }
+    const addr = server.address() as net.AddressInfo
+    const bound: Target = {kind: 'tcp', host: target.host, port: addr.port}
+    return {target: bound, address: formatTarget(bound)}
+  }
+
+  /** A socket file left by a dead server is removed; a live one (something answers) is an error. */
+  private async clearStaleSocket(path: string): Promise<void> {
+    let st: import('node:fs').Stats
+    try {
+      st = await fs.lstat(path)
+    } catch {
+      return
+    }
+    if (!st.isSocket()) {
+      throw new ListenError(`unix:${path} exists and is not a socket: remove it or choose another path`, 'EEXIST')
+    }
+    const alive = await new Promise<boolean>((resolve) => {
+      const s = net.connect({path})
+      s.once('connect', () => {
+        s.destroy()
+        resolve(true)
+      })
+      s.once('error', () => resolve(false))
+    })
+    if (alive) {
+      throw new ListenError(
+        `unix:${path} is in use by a running server: stop it first or choose another socket path`,
+        'EADDRINUSE',
+      )
+    }
+    await fs.unlink(path)
+  }
+
+  private accept(socket: net.Socket, target: Target): void {
+    const listener = formatTarget(target)
+    if (this.stopping || this.connections.size >= (this.config.maxConnections ?? 256)) {
+      socket.on('error', () => {})
+      socket.end(formatReply(this.stopping ? R.shuttingDown : R.tooManyConnections))
+      setTimeout(() => socket.destroy(), 2000).unref()
+      return
+    }
+    this.totalConnections++
+    const sessionId = `${Date.now().toString(36)}-${(++sessionCounter).toString(36)}`
+    const peer = target.kind === 'unix' ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`
+    let current: net.Socket | tls.TLSSocket = socket
+    let pending: string[] = []
+    let scheduled = false
+    let closed = false
+    // Replies written in one turn of the event loop go out in one write (pipelined replies, one packet).
+    const flush = (): void => {
+      scheduled = false
+      if (pending.length === 0 || current.destroyed) return
+      const data = pending.length === 1 ? pending[0]! : pending.join('')
+      pending = []
+      current.write(data)
+    }
+    const io = {
+      write: (data: string): void => {
+        pending.push(data)
+        if (!scheduled) {
+          scheduled = true
+          setImmediate(flush)
+        }
+      },
+      close: (): void => {
+        flush()
+        current.end()
+        setTimeout(() => current.destroy(), 5000).unref()
+      },
+      startTls:
+        this.secureContext && target.kind === 'tcp'
+          ? (): Promise<{protocol: string; cipher: string}> => {
+              flush()
+              return new Promise((resolve, reject) => {
+                socket.removeListener('data', onData)
+                const secure = new tls.TLSSocket(socket, {isServer: true, secureContext: this.secureContext})
+                secure.once('secure', () => {
+                  current = secure
+                  secure.on('data', onData)
+                  secure.on('error', () => {})
+                  resolve({protocol: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown'})
+                })
+                secure.once('error', reject)
+              })
+            }
+          : undefined,
+    }
+    const session = new ServerSession(
+      {
+        ...this.config.limits,
+        sessionId,
+        hostname: this.config.hostname,
+        peer,
+        startTlsAvailable: io.startTls !== undefined,
+      },
+      this.backend,
+      io,
+      (e) => this.bus.emit(e),
+    )
+    const conn: Connection = {socket, session}
+    this.connections.add(conn)
+    const onData = (chunk: Buffer): void => {
+      current.pause()
+      session.receive(chunk).then(
+        () => {
+          if (!current.destroyed) current.resume()
+        },
+        () => current.destroy(),
+      )
+    }
+    const onClosed = (): void => {
+      if (closed) return
+      closed = true
+      this.connections.delete(conn)
+      void session.abort().finally(() => {
+        this.bus.emit({
+          type: 'session.closed',
+          at: Date.now(),
+          sessionId,
+          role: 'server',
+          reason: closeReason(session.state, socket),
+          bytesIn: session.bytesIn,
+          bytesOut: session.bytesOut,
+        })
+        this.drained?.()
+      })
+    }
+    socket.on('data', onData)
+    socket.on('error', () => {})
+    socket.on('close', onClosed)
+    socket.setTimeout(this.config.idleTimeoutMs ?? 300_000, () => {
+      // Time spent delivering is not idleness.
+      if (session.state !== 'DELIVERING') session.idleTimeout()
+    })
+    this.bus.emit({
+      type: 'session.opened',
+      at: Date.now(),
+      sessionId,
+      role: 'server',
+      peer,
+      listener,
+      transport: target.kind,
+    })
+    session.greet()
+  }
+
+  private drained: (() => void) | undefined
+
+  /**
+   * Stops accepting, sends 421 4.3.2 to idle sessions, lets transactions in flight finish for up to
+   * `graceMs`, then closes whatever is left. Unix socket files are removed.
+   */
+  async stop(graceMs = 30_000): Promise<void> {
+    this.stopping = true
+    const closing = this.closeListeners()
+    for (const c of this.connections) c.session.shutdown()
+    if (this.connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs)
+        timer.unref()
+        this.drained = () => {
+          if (this.connections.size === 0) {
+            clearTimeout(timer)
+            resolve()
+          }
+        }
+      })
+    }
+    for (const c of this.connections) c.socket.destroy()
+    await closing
+  }
+
+  private async closeListeners(): Promise<void> {
+    const all = this.servers.splice(0)
+    await Promise.all(
+      all.map(
+        ({server, target}) =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve())
+            if (target.kind === 'unix') void fs.unlink(target.path).catch(() => {})
+          }),
+      ),
+    )
+  }
+}
+
+function closeReason(state: string, socket: net.Socket): string {
+  if (state === 'CLOSED') return 'closed by server'
+  return socket.destroyed ? 'closed by peer' : 'closed'
+}
+
+/** Turns a listen() error into a message with the next step. */
+function listenError(target: Target, err: NodeJS.ErrnoException): ListenError {
+  const where = formatTarget(target)
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return new ListenError(
+        `${where} is already in use (another LMTP server?): stop it, or choose another --listen address`,
+        'EADDRINUSE',
+      )
+    case 'EACCES':
+      if (target.kind === 'tcp' && target.port < 1024) {
+        return new ListenError(
+          `port ${target.port} needs root: use --listen ${target.host}:${target.port === 24 ? 2424 : 10000 + target.port} or a unix: socket`,
+          'EACCES',
+        )
+      }
+      return new ListenError(`${where}: permission denied (check the directory's permissions)`, 'EACCES')
+    case 'EADDRNOTAVAIL':
+      return new ListenError(`${where}: no such local address on this machine; use 127.0.0.1 or a local IP`, 'EADDRNOTAVAIL')
+    case 'ENOENT':
+      return new ListenError(`${where}: the directory does not exist; create it first`, 'ENOENT')
+    default:
+      return new ListenError(`cannot listen on ${where}: ${err.message}`, err.code ?? 'EIO')
+  }
+}
