@@ -1,0 +1,107 @@
+import {readFile} from 'node:fs/promises'
+import os from 'node:os'
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../cli/base-command.js'
+import {CliError, EXIT} from '../cli/exit-codes.js'
+import {runServer, type ServeOptions, type ServeSummary} from '../server/run-server.js'
+import {TargetError, parseTarget} from '../net/target.js'
+import {UnitSyntaxError, parseSize} from '../util/units.js'
+
+/** `lmtp serve`: an LMTP server delivering durably into Maildir. */
+export default class Serve extends BaseCommand {
+  static override summary = 'Run an LMTP server that delivers into Maildir, durably, with per-recipient replies'
+
+  static override description = `Listens on every --listen target (TCP HOST:PORT or unix:/path) and delivers each accepted recipient into
+DIR/<domain>/<local-part>/ (a standard Maildir: tmp, new, cur). A recipient gets its 250 only after its file and
+directory are on disk (fsync). One recipient can fail (over quota, disk full) while the others are delivered.
+Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions get 421 4.3.2.`
+
+  static override examples = [
+    {description: 'Quick start: deliver into ./Maildir on a high port', command: '<%= config.bin %> serve --maildir ./Maildir --listen 127.0.0.1:2424'},
+    {
+      description: 'Behind Postfix on a Unix socket, with a users file and a default quota',
+      command: '<%= config.bin %> serve --maildir /var/mail/lmtp --listen unix:/run/lmtp/lmtp.sock --users /etc/lmtp/users --quota 500M',
+    },
+    {description: 'TCP with STARTTLS and JSON logs', command: '<%= config.bin %> serve --maildir ./Maildir --listen 0.0.0.0:24 --tls-cert cert.pem --tls-key key.pem --log-format json'},
+  ]
+
+  static override flags = {
+    maildir: Flags.string({description: 'Maildir root: mailboxes are DIR/<domain>/<local-part>/', default: './Maildir'}),
+    listen: Flags.string({
+      description: 'where to listen: HOST:PORT or unix:/path (repeatable; port 25 is refused)',
+      multiple: true,
+      default: ['127.0.0.1:24'],
+    }),
+    'socket-mode': Flags.string({description: 'permissions of Unix sockets (octal)', default: '0660'}),
+    hostname: Flags.string({description: 'name used in the greeting and Received headers (default: this machine\'s name)'}),
+    users: Flags.string({description: 'accept only the recipients listed in this file (ADDRESS [quota=SIZE] per line)'}),
+    quota: Flags.string({description: 'default per-mailbox quota, e.g. 500M (default: none)'}),
+    'over-quota': Flags.string({
+      description: 'reply when a mailbox is over quota after the body',
+      options: ['temporary', 'permanent'],
+      default: 'temporary',
+    }),
+    'check-quota-at-rcpt': Flags.boolean({description: 'also refuse at RCPT time when the mailbox is already full'}),
+    'max-size': Flags.string({description: 'message size limit, advertised as SIZE', default: '50M'}),
+    'max-recipients': Flags.integer({description: 'recipients per transaction (452 4.5.3 beyond it; at least 100)', default: 1000, min: 100}),
+    'max-connections': Flags.integer({description: 'connections at once (421 4.7.0 beyond it)', default: 256, min: 1}),
+    'idle-timeout': Flags.integer({description: 'seconds of silence before 421 4.4.2 and close', default: 300, min: 1}),
+    'tls-cert': Flags.string({description: 'PEM certificate: enables STARTTLS on TCP listeners', dependsOn: ['tls-key']}),
+    'tls-key': Flags.string({description: 'PEM private key for --tls-cert', dependsOn: ['tls-cert']}),
+    'log-format': Flags.string({description: 'log lines as readable text or one JSON object per line', options: ['text', 'json'], default: 'text'}),
+    'shutdown-grace': Flags.integer({description: 'seconds to let transactions finish on SIGTERM/SIGINT', default: 30, min: 0}),
+  }
+
+  async run(): Promise<ServeSummary> {
+    const {flags} = await this.parse(Serve)
+    const options: ServeOptions = {
+      maildir: flags.maildir,
+      listen: flags.listen.map((t) => {
+        try {
+          return parseTarget(t)
+        } catch (err) {
+          if (err instanceof TargetError) throw new CliError(`--listen ${err.message}`, EXIT.usage)
+          throw err
+        }
+      }),
+      socketMode: parseMode(flags['socket-mode']),
+      hostname: flags.hostname ?? os.hostname(),
+      usersFile: flags.users,
+      quota: flags.quota === undefined ? undefined : sizeFlag('--quota', flags.quota),
+      overQuota: flags['over-quota'] as 'temporary' | 'permanent',
+      checkQuotaAtRcpt: flags['check-quota-at-rcpt'],
+      maxSize: sizeFlag('--max-size', flags['max-size']),
+      maxRecipients: flags['max-recipients'],
+      maxConnections: flags['max-connections'],
+      idleTimeoutMs: flags['idle-timeout'] * 1000,
+      tls: flags['tls-cert'] && flags['tls-key'] ? await readTls(flags['tls-cert'], flags['tls-key']) : undefined,
+      logFormat: flags['log-format'] as 'text' | 'json',
+      shutdownGraceMs: flags['shutdown-grace'] * 1000,
+      // With --json the final summary owns stdout; log lines go to stderr.
+      log: this.jsonEnabled() ? (line) => process.stderr.write(`${line}\n`) : (line) => process.stdout.write(`${line}\n`),
+    }
+    return runServer(options)
+  }
+}
+
+function sizeFlag(name: string, value: string): number {
+  try {
+    return parseSize(value)
+  } catch (err) {
+    if (err instanceof UnitSyntaxError) throw new CliError(`${name} ${JSON.stringify(value)}: ${err.message}`, EXIT.usage)
+    throw err
+  }
+}
+
+function parseMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw new CliError(`--socket-mode ${text}: write an octal mode such as 0660`, EXIT.usage)
+  return Number.parseInt(text, 8)
+}
+
+async function readTls(certFile: string, keyFile: string): Promise<{cert: Buffer; key: Buffer}> {
+  try {
+    return {cert: await readFile(certFile), key: await readFile(keyFile)}
+  } catch (err) {
+    throw new CliError(`cannot read the TLS certificate or key: ${(err as Error).message}`, EXIT.noInput)
+  }
+}
