@@ -234,7 +234,8 @@ export class DataEncoder {
     this.dotStuff = options.dotStuff ?? true
   }
 
-  /** Encodes a chunk of the message (any line ends); returns the wire bytes. */
+  /** Encodes a chunk of the message (any line ends); returns the wire bytes. When nothing needs changing the result
+   * is the chunk itself (no copy), so do not modify a chunk before its wire bytes are written. */
   push(chunk: Buffer): Buffer {
     if (this.ended) throw new Error('DataEncoder: push() after end()')
     const n = chunk.length
