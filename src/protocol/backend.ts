@@ -77,3 +77,17 @@ export interface Backend {
     onResult: (index: number, result: DeliveryResult) => void,
   ): Promise<void>
 }
+
+/**
+ * An error from a backend or spool that knows which reply it deserves (e.g. 452 4.3.1 when the disk is full).
+ * The session answers with `reply` instead of the generic 451 4.3.0.
+ */
+export class BackendError extends Error {
+  constructor(
+    message: string,
+    readonly reply: Reply,
+  ) {
+    super(message)
+    this.name = 'BackendError'
+  }
+}

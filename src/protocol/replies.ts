@@ -73,4 +73,5 @@ export const R = {
   // Whole-message failures (sent once per accepted recipient)
   bareLineEnding: reply(554, '5.6.0', 'message contains a bare CR or LF: refused'),
   localError: reply(451, '4.3.0', 'local error in processing, try again later'),
+  insufficientStorage: reply(452, '4.3.1', 'insufficient system storage, try again later'),
 } as const

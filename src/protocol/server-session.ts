@@ -5,7 +5,7 @@
  * through SessionIO. No I/O of its own, so transcript tests drive it directly.
  */
 import type {Path} from './address.js'
-import type {AcceptedRecipient, Backend, DeliveryResult, Envelope, SessionInfo, Spool} from './backend.js'
+import {type AcceptedRecipient, type Backend, BackendError, type DeliveryResult, type Envelope, type SessionInfo, type Spool} from './backend.js'
 import {formatCapabilities} from './capabilities.js'
 import {type Command, type MailParams, parseCommand} from './command.js'
 import type {LmtpEvent} from './events.js'
@@ -403,7 +403,8 @@ export class ServerSession {
     try {
       tx.spool = await this.backend.openSpool(this.envelope(tx), this.info())
       return true
-    } catch {
+    } catch (err) {
+      tx.failure = replyForError(err)
       return false
     }
   }
@@ -419,7 +420,9 @@ export class ServerSession {
     if (tx.via === 'BDAT') return this.fail(R.mixedDataBdat)
     if (tx.recipients.length === 0) return this.fail(R.noValidRecipients)
     if (!(await this.openSpool(tx))) {
-      this.send(R.localError)
+      // DATA itself failed: one reply, the transaction stays open for another try.
+      this.send(tx.failure ?? R.localError)
+      tx.failure = undefined
       return
     }
     tx.via = 'DATA'
@@ -449,8 +452,8 @@ export class ServerSession {
   private async spoolWrite(tx: Transaction, part: Buffer): Promise<void> {
     try {
       await tx.spool!.write(part)
-    } catch {
-      tx.failure = R.localError
+    } catch (err) {
+      tx.failure = replyForError(err)
     }
   }
 
@@ -467,7 +470,7 @@ export class ServerSession {
       // a non-LAST chunk gets the one reply it is owed.
       this.chunk = {remaining: size, size, last, refusal: last ? undefined : R.noValidRecipients}
     } else {
-      if (!tx.spool && !(await this.openSpool(tx))) tx.failure = R.localError
+      if (!tx.spool) await this.openSpool(tx)
       tx.via = 'BDAT'
       this.stateValue = 'BDAT'
       if (!tx.failure && tx.bdatBytes + size > this.maxMessageSize) tx.failure = R.messageTooBig
@@ -563,8 +566,8 @@ export class ServerSession {
     if (!tx.failure) {
       try {
         await tx.spool!.finish()
-      } catch {
-        tx.failure = R.localError
+      } catch (err) {
+        tx.failure = replyForError(err)
       }
     }
     if (tx.failure) {
@@ -622,6 +625,11 @@ export class ServerSession {
     }
     if (this.stateValue !== 'GREETED' && this.stateValue !== 'CLOSED') this.stateValue = 'READY'
   }
+}
+
+/** The reply a backend failure deserves: its own when it is a BackendError, else 451 4.3.0. */
+function replyForError(err: unknown): Reply {
+  return err instanceof BackendError ? err.reply : R.localError
 }
 
 /** Scans a BDAT chunk for a bare CR or bare LF, carrying a trailing CR across chunks. */
