@@ -8,8 +8,9 @@
 import type {FileHandle} from 'node:fs/promises'
 import * as fsp from 'node:fs/promises'
 import path from 'node:path'
-import type {Spool} from '../protocol/backend.js'
-import {type BodyStats, CREATE_EXCLUSIVE, DIR_MODE, FILE_MODE, uniqueName, writeAll} from './maildir.js'
+import {BackendError, type Spool} from '../protocol/backend.js'
+import {R} from '../protocol/replies.js'
+import {type BodyStats, CREATE_EXCLUSIVE, DIR_MODE, FILE_MODE, isDiskFullError, uniqueName, writeAll} from './maildir.js'
 
 /** Collects the addresses of `Delivered-To:` headers from a message's header section, fed in chunks. */
 export class DeliveredToScanner {
@@ -229,7 +230,8 @@ export class FileSpool implements Spool, BodyStats {
           this.queuedBytes -= buf.length
         }
       } catch (err) {
-        this.error ??= err
+        // A full disk earns 452 4.3.1 for every recipient rather than the generic 451 4.3.0.
+        this.error ??= isDiskFullError(err) ? new BackendError(`spool: ${(err as Error).message}`, R.insufficientStorage) : err
         this.queue.length = 0
         this.queuedBytes = 0
       } finally {
