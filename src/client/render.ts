@@ -69,7 +69,7 @@ export async function renderTable(report: SendReport, options: TableOptions): Pr
     colWidths: [need(0), recipientWidth, need(2), need(3), need(4), need(5), textWidth, need(7)],
     colAligns: ['right', 'left', 'left', 'left', 'right', 'left', 'left', 'right'],
     wordWrap: true,
-    style: {head: [], border: []},
+    style: {head: [], border: [], compact: true},
   })
   report.recipients.forEach((r, k) => {
     const c = cells[k]!

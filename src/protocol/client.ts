@@ -216,13 +216,13 @@ export class LmtpClient {
 
   private onData(chunk: Buffer): void {
     let replies: Reply[]
+    let malformed: ReplySyntaxError | undefined
     try {
       replies = this.parser.push(chunk)
     } catch (err) {
-      const e = err as ReplySyntaxError
-      this.lose(new LmtpClientError('protocol', `the server sent something that is not a reply: ${e.message}`))
-      this.stream.destroy()
-      return
+      // The replies before the malformed line are real (a 250 there means delivered): hand them out first.
+      malformed = err as ReplySyntaxError
+      replies = malformed.complete ?? []
     }
     for (const r of replies) {
       this.options.trace?.('S', formatTrace(r), Date.now() - this.started)
@@ -247,6 +247,10 @@ export class LmtpClient {
           this.stream.destroy()
         }
       }
+    }
+    if (malformed) {
+      this.lose(new LmtpClientError('protocol', `the server sent something that is not a reply: ${malformed.message}`))
+      this.stream.destroy()
     }
   }
 

@@ -71,6 +71,8 @@ export function sanitizeReplyText(text: string): string {
 
 /** A reply line that could not be understood; carries the offending line for diagnostics. */
 export class ReplySyntaxError extends Error {
+  /** Replies completed in the same chunk before the malformed line (they are real and must not be lost). */
+  complete: Reply[] = []
   constructor(
     message: string,
     readonly line: string,
@@ -123,7 +125,13 @@ export class ReplyParser {
       }
       const line = this.buf.subarray(start, end).toString('utf8')
       start = lf + 1
-      const r = this.takeLine(line)
+      let r: Reply | undefined
+      try {
+        r = this.takeLine(line)
+      } catch (err) {
+        if (err instanceof ReplySyntaxError) err.complete = out
+        throw err
+      }
       if (r) out.push(r)
     }
     this.buf = this.buf.subarray(start)

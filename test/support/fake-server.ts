@@ -375,11 +375,15 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${glob.split('*').map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`)
 }
 
-/** The greeting and a LHLO exchange advertising `keywords` (default PIPELINING, ENHANCEDSTATUSCODES, 8BITMIME). */
-export function greetAndLhlo(keywords: string[] = ['PIPELINING', 'ENHANCEDSTATUSCODES', '8BITMIME']): FakeStep[] {
-  return [
-    {send: '220 fake.test LMTP fake server ready'},
-    {expect: /^LHLO \S+$/},
-    {send: ['fake.test', ...keywords].map((k, i, all) => `250${i === all.length - 1 ? ' ' : '-'}${k}`)},
-  ]
+/** The LHLO keywords a fake server advertises by default. */
+export const FAKE_KEYWORDS = ['PIPELINING', 'ENHANCEDSTATUSCODES', '8BITMIME']
+
+/** The lines of a fake server's 250 LHLO reply advertising `keywords` (send it again to answer a later LHLO). */
+export function lhloReply(keywords: string[] = FAKE_KEYWORDS): string[] {
+  return ['fake.test', ...keywords].map((k, i, all) => `250${i === all.length - 1 ? ' ' : '-'}${k}`)
+}
+
+/** The greeting and a LHLO exchange advertising `keywords` (any LHLO name is accepted). */
+export function greetAndLhlo(keywords: string[] = FAKE_KEYWORDS): FakeStep[] {
+  return [{send: '220 fake.test LMTP fake server ready'}, {expect: /^LHLO \S+$/}, {send: lhloReply(keywords)}]
 }
