@@ -9,7 +9,7 @@ import {type Capabilities, parseCapabilities} from './capabilities.js'
 import {type MailParams, type OutgoingCommand, formatCommand} from './command.js'
 import type {LmtpEvent, Outcome} from './events.js'
 import {outcomeOf} from './events.js'
-import {type Reply, ReplyParser, ReplySyntaxError, replyText} from './reply.js'
+import {type Reply, ReplyParser, type ReplySyntaxError, replyText} from './reply.js'
 import {DataEncoder} from './wire/dot-stuffing.js'
 
 /** Client waits, in milliseconds (RFC 5321 section 4.5.3.2 defaults). */
@@ -96,7 +96,7 @@ export interface TransactionRequest {
   /** MAIL parameters (SIZE, BODY, SMTPUTF8). */
   params?: MailParams
   /** The message bytes, any line ends; read once, streamed. */
-  body: AsyncIterable<Buffer | Uint8Array | string>
+  body: AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer | Uint8Array | string>
   /** Send with BDAT chunks (the server must offer CHUNKING). */
   bdat?: boolean
   /** BDAT chunk size in octets (default 1 MiB). */
@@ -460,7 +460,9 @@ export class LmtpClient {
       // Lost during the envelope: whoever has no RCPT reply is deferred at RCPT.
       const e = err as LmtpClientError
       result.mail = envelopeReplies[0] ?? {code: 421, enhanced: '4.4.2', lines: [e.message]}
-      envelopeReplies.slice(1).forEach((r, i) => this.recordRcpt(results, accepted, req.to, i, r, rcptAt))
+      envelopeReplies.slice(1).forEach((r, i) => {
+      this.recordRcpt(results, accepted, req.to, i, r, rcptAt)
+    })
       for (let i = 0; i < req.to.length; i++) {
         results[i] ??= lostResult(i, req.to[i]!, 'RCPT', e.message)
       }
@@ -486,7 +488,9 @@ export class LmtpClient {
       if (pipelining) await this.resetQuietly()
       return finish()
     }
-    envelopeReplies.slice(1).forEach((r, i) => this.recordRcpt(results, accepted, req.to, i, r, rcptAt))
+    envelopeReplies.slice(1).forEach((r, i) => {
+      this.recordRcpt(results, accepted, req.to, i, r, rcptAt)
+    })
     timings.rcptMs = Date.now() - (rcptAt[0] ?? mailAt)
     if (accepted.length === 0) {
       await this.resetQuietly()

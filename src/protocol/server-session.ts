@@ -573,14 +573,18 @@ export class ServerSession {
     if (tx.failure) {
       // A failure of the whole message is owed to every recipient, once each.
       const failure = tx.failure
-      tx.recipients.forEach((r, i) => settle(i, {reply: withText(failure, `<${r.path.address}> ${replyText(failure)}`)}))
+      tx.recipients.forEach((r, i) => {
+        settle(i, {reply: withText(failure, `<${r.path.address}> ${replyText(failure)}`)})
+      })
     } else {
       try {
         await this.backend.deliver(this.envelope(tx), tx.spool!, this.info(), settle)
       } catch {
         // fall through: whoever has no result yet gets a temporary failure
       }
-      tx.recipients.forEach((r, i) => settle(i, {reply: perRecipient.localError(r.path.address)}))
+      tx.recipients.forEach((r, i) => {
+        settle(i, {reply: perRecipient.localError(r.path.address)})
+      })
     }
     this.emit({
       type: 'transaction.finished',

@@ -88,7 +88,7 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
     backend,
     bus,
   )
-  let listeners
+  let listeners: Awaited<ReturnType<LmtpServer['start']>>
   try {
     listeners = await server.start()
   } catch (err) {
