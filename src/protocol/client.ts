@@ -272,8 +272,14 @@ export class LmtpClient {
   private next(timeoutMs: number, what: string): Promise<Reply> {
     const ready = this.received.shift()
     if (ready) return Promise.resolve(ready)
-    if (this.failure) return Promise.reject(this.failure)
-    return new Promise<Reply>((resolve, reject) => {
+    // Pipelined waits are awaited in order; when the connection is lost the later ones are abandoned after
+    // the first rejection, so mark every wait as handled: callers that await it still see the error.
+    const handled = (p: Promise<Reply>): Promise<Reply> => {
+      p.catch(() => undefined)
+      return p
+    }
+    if (this.failure) return handled(Promise.reject(this.failure))
+    return handled(new Promise<Reply>((resolve, reject) => {
       const w: Waiter = {resolve, reject}
       w.timer = setTimeout(() => {
         const i = this.waiters.indexOf(w)
@@ -286,7 +292,7 @@ export class LmtpClient {
       }, timeoutMs)
       w.timer.unref?.()
       this.waiters.push(w)
-    })
+    }))
   }
 
   private writeLine(cmd: OutgoingCommand): void {
