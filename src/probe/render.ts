@@ -1,0 +1,100 @@
+/**
+ * The probe report for a person: the session facts, the capabilities explained, TLS, latency, and the
+ * checklist, as tables. Colour only when asked (the command decides from the TTY and NO_COLOR).
+ */
+import {Chalk, type ChalkInstance} from 'chalk'
+import Table from 'cli-table3'
+import type {CheckStatus, ProbeReport} from './types.js'
+
+/** How to render. */
+export interface RenderOptions {
+  /** Use ANSI colours. */
+  color: boolean
+  /** Terminal width in columns (default 100). */
+  width?: number
+}
+
+const MARK: Record<CheckStatus, string> = {pass: 'pass', warn: 'WARN', fail: 'FAIL', skip: 'skip'}
+
+function paint(c: ChalkInstance, s: CheckStatus): (t: string) => string {
+  switch (s) {
+    case 'pass':
+      return c.green
+    case 'warn':
+      return c.yellow
+    case 'fail':
+      return c.red.bold
+    case 'skip':
+      return c.dim
+  }
+}
+
+function table(head: string[], colWidths: number[], c: ChalkInstance): Table.Table {
+  return new Table({
+    head: head.map((h) => c.bold(h)),
+    colWidths,
+    wordWrap: true,
+    wrapOnWordBoundary: true,
+    style: {head: [], border: [], 'padding-left': 1, 'padding-right': 1},
+  })
+}
+
+const ms = (n: number | undefined): string => (n === undefined ? '-' : `${n} ms`)
+
+/** Renders the whole report as text (several tables and a summary line). */
+export function renderReport(report: ProbeReport, options: RenderOptions): string {
+  const c = new Chalk({level: options.color ? 1 : 0})
+  const width = Math.max(72, Math.min(options.width ?? 100, 160))
+  const out: string[] = []
+  out.push(c.bold(`lmtp probe ${report.target}`))
+  if (!report.reachable) {
+    out.push(c.red(`unreachable: ${report.error ?? 'unknown error'}`))
+    if (report.greeting) out.push(`greeting: ${report.greeting.code} ${report.greeting.text}`)
+    out.push(`exit ${report.exitCode}`)
+    return `${out.join('\n')}\n`
+  }
+  const g = report.greeting!
+  out.push(`connected in ${ms(report.connectMs)}; greeting ${g.code} in ${ms(g.ms)}: ${g.text}`)
+  if (report.lhlo) {
+    out.push(`LHLO ${report.lhlo.name}: ${report.lhlo.serverName} answered in ${ms(report.lhlo.ms)}`)
+    const caps = table(['capability', 'meaning'], [24, width - 27], c)
+    for (const cap of report.lhlo.capabilities) caps.push([cap.params ? `${cap.keyword} ${cap.params}` : cap.keyword, cap.meaning])
+    out.push('', caps.toString())
+  }
+  const t = report.tls
+  if (t) {
+    out.push('', c.bold('TLS'))
+    if (!t.offered) out.push('  STARTTLS not offered')
+    else if (!t.established) out.push(c.red(`  STARTTLS offered, upgrade failed: ${t.error ?? 'unknown error'}`))
+    else {
+      const v = t.verified ? c.green('yes') : c.yellow(`no (${t.verifyError ?? 'unknown'})`)
+      const rows: [string, string][] = [
+        ['protocol', `${t.protocol ?? '?'}, ${t.cipher ?? '?'} (handshake ${ms(t.handshakeMs)})`],
+        ['subject', t.subject ?? '-'],
+        ['issuer', t.issuer ?? '-'],
+        ['names', t.altNames && t.altNames.length > 0 ? t.altNames.join(', ') : '-'],
+        ['expires', t.validTo ? `${t.validTo.slice(0, 10)} (in ${t.daysToExpiry} days)` : '-'],
+        ['verifies', v],
+      ]
+      for (const [k, val] of rows) out.push(`  ${k.padEnd(9)} ${val}`)
+    }
+  }
+  if (report.latency.length > 0) {
+    const lat = table(['command', 'reply', 'time'], [34, width - 49, 12], c)
+    for (const l of report.latency) lat.push([l.command, l.reply, ms(l.ms)])
+    out.push('', lat.toString())
+  }
+  const checks = table(['', 'check', 'RFC', 'what was seen'], [6, 30, 16, width - 58], c)
+  for (const ch of report.checks) {
+    const p = paint(c, ch.status)
+    checks.push([p(MARK[ch.status]), ch.title, ch.rfc, ch.detail])
+  }
+  out.push('', checks.toString())
+  const s = report.summary
+  const verdictLine =
+    report.exitCode === 0
+      ? c.green(`no conformance failure (exit 0)`)
+      : c.red.bold(`${s.fail} conformance failure${s.fail === 1 ? '' : 's'} (exit ${report.exitCode})`)
+  out.push(`${s.pass} pass, ${s.warn} warn, ${s.fail} fail, ${s.skip} skip in ${report.durationMs} ms: ${verdictLine}`)
+  return `${out.join('\n')}\n`
+}
