@@ -578,6 +578,8 @@ export class LmtpClient {
       }
     }
     timings.deliveryMs = Date.now() - endAt
+    // Garbage right after the last reply closes the session before the marker is read: still a violation.
+    if (req.verifyReplyCount && this.failure?.kind === 'protocol') result.violation ??= this.failure.message
     if (req.verifyReplyCount && !this.closed) {
       try {
         const marker = await this.next(this.timeouts.command, 'LHLO after the body')

@@ -284,6 +284,24 @@ describe('client transcripts against the fake server', () => {
       check: (r: TransactionResult) => expect(r.violation).toMatch(/not a reply/),
     },
     {
+      name: 'garbage right after the last reply, in the same packet: the reply counts, the garbage is a violation',
+      to: ['a@example.com'],
+      script: `
+        C: MAIL FROM:<sender@example.org>
+        C: RCPT TO:<a@example.com>
+        S: 250 2.1.0 ok
+        S: 250 2.1.5 ok
+        C: DATA
+        S: 354 go ahead
+        C: <body>
+        C: LHLO client.test
+        S: 250 2.0.0 <a@example.com> saved
+        S: +OK POP3 server ready
+        !stall`,
+      expect: [['delivered', 'DATA', 250, false]],
+      check: (r: TransactionResult) => expect(r.violation).toMatch(/not a reply line: "\+OK POP3 server ready"/),
+    },
+    {
       name: 'one reply for two recipients: caught by the LHLO marker, not by a timeout',
       to: ['a@example.com', 'b@example.com'],
       script: `
