@@ -27,7 +27,7 @@ import {
   realFs,
   writeMaildirMessage,
 } from './maildir.js'
-import {appendUsage, checkQuota, KeyedMutex, readUsage} from './quota.js'
+import {appendUsage, checkQuota, KeyedMutex, MAILDIRSIZE, readUsage} from './quota.js'
 import {FileSpool, normaliseAddressForLoop} from './spool.js'
 import type {UserTable} from './users.js'
 
@@ -201,15 +201,26 @@ export class MaildirBackend implements Backend {
           const perm = this.options.overQuota === 'permanent'
           return {reply: perm ? perRecipient.overQuotaPerm(rcpt) : perRecipient.overQuotaTemp(rcpt)}
         }
-        const result = await this.write(rcpt, mailbox, headers, spool)
+        // The tally is appended before the rename into new/, not after: a crash after the rename would leave
+        // a stored message that maildirsize never counts, with no trace to repair it from. A crash before the
+        // rename leaves the temp file, and cleanTmp then drops the tally so that it is rebuilt from the files.
+        let appended = false
+        const dropTally = () => fsp.unlink(path.join(mailbox.dir, MAILDIRSIZE)).catch(() => undefined)
         try {
-          await appendUsage(mailbox.dir, result.bytes ?? 0, 1)
+          return await this.write(rcpt, mailbox, headers, spool, async (bytes) => {
+            try {
+              appended = await appendUsage(mailbox.dir, bytes, 1)
+            } catch (err) {
+              // Drop the tally so the next reading rebuilds it from the files.
+              this.options.onWarning?.(`cannot update maildirsize of ${mailbox.name}`, err)
+              await dropTally()
+            }
+          })
         } catch (err) {
-          // The message is stored; drop the tally so the next reading rebuilds it from the files.
-          this.options.onWarning?.(`cannot update maildirsize of ${mailbox.name}`, err)
-          await fsp.unlink(path.join(mailbox.dir, 'maildirsize')).catch(() => undefined)
+          // The tally counts a message that was not stored.
+          if (appended) await dropTally()
+          throw err
         }
-        return result
       })
     } catch (err) {
       this.options.onWarning?.(`delivery to ${mailbox.name} failed`, err)
@@ -217,7 +228,13 @@ export class MaildirBackend implements Backend {
     }
   }
 
-  private async write(rcpt: string, mailbox: ResolvedMailbox, headers: string, spool: FileSpool): Promise<DeliveryResult> {
+  private async write(
+    rcpt: string,
+    mailbox: ResolvedMailbox,
+    headers: string,
+    spool: FileSpool,
+    beforeCommit?: (size: number) => Promise<void>,
+  ): Promise<DeliveryResult> {
     const written = await writeMaildirMessage({
       dir: mailbox.dir,
       headers,
@@ -225,6 +242,7 @@ export class MaildirBackend implements Backend {
       stats: spool,
       host: this.host,
       fs: this.options.fs ?? realFs,
+      beforeCommit,
     })
     return {reply: perRecipient.delivered(rcpt), mailbox: mailbox.name, bytes: written.size}
   }
@@ -232,8 +250,9 @@ export class MaildirBackend implements Backend {
   /**
    * Startup clean-up of `tmp/` folders: files whose unique name carries this host and the pid of a process that
    * is no longer alive are removed at once; any other file older than 36 hours is removed (a Maildir may be
-   * shared over NFS, so another host's young files are left alone). Walks only `ROOT/<domain>/<local>/tmp`,
-   * `ROOT/postmaster/tmp` and the spool directory, never deeper.
+   * shared over NFS, so another host's young files are left alone). A mailbox whose tmp/ had a file removed
+   * also loses its maildirsize, which is rebuilt from the messages on the next reading. Walks only
+   * `ROOT/<domain>/<local>/tmp`, `ROOT/postmaster/tmp` and the spool directory, never deeper.
    */
   async cleanTmp(options: CleanTmpOptions = {}): Promise<CleanTmpReport> {
     const report: CleanTmpReport = {removed: 0, kept: 0, errors: 0}
@@ -242,7 +261,10 @@ export class MaildirBackend implements Backend {
     const alive = options.isAlive ?? pidAlive
     const ourHost = encodeHostForMaildir(this.host)
 
-    const cleanDir = async (dir: string) => {
+    // Returns whether it removed a file: in a mailbox's tmp/ that means a delivery died between writing its
+    // quota tally and its rename, so the caller drops that mailbox's maildirsize (rebuilt on the next read).
+    const cleanDir = async (dir: string): Promise<boolean> => {
+      let removedHere = false
       for (const entry of await listDir(dir, report)) {
         if (entry.isDirectory()) continue
         const file = path.join(dir, entry.name)
@@ -263,9 +285,16 @@ export class MaildirBackend implements Backend {
         try {
           await fsp.unlink(file)
           report.removed++
+          removedHere = true
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') report.errors++
         }
+      }
+      return removedHere
+    }
+    const cleanMailboxTmp = async (maildir: string) => {
+      if (await cleanDir(path.join(maildir, 'tmp'))) {
+        await fsp.unlink(path.join(maildir, MAILDIRSIZE)).catch(() => undefined)
       }
     }
 
@@ -273,10 +302,10 @@ export class MaildirBackend implements Backend {
       if (!top.isDirectory()) continue
       const topDir = path.join(this.root, top.name)
       if (top.name === SPOOL_DIR) await cleanDir(topDir)
-      else if (top.name === POSTMASTER_DIR) await cleanDir(path.join(topDir, 'tmp'))
+      else if (top.name === POSTMASTER_DIR) await cleanMailboxTmp(topDir)
       else if (!top.name.startsWith('.')) {
         for (const local of await listDir(topDir, report)) {
-          if (local.isDirectory()) await cleanDir(path.join(topDir, local.name, 'tmp'))
+          if (local.isDirectory()) await cleanMailboxTmp(path.join(topDir, local.name))
         }
       }
     }

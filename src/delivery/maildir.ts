@@ -291,6 +291,12 @@ export interface MaildirWrite {
   fs?: MaildirFs
   /** Unique base name factory (tests use it to plant a file at the name). */
   nameFactory?: () => string
+  /**
+   * Called once the temp file is complete and fsync'd, just before it is renamed into new/, with the stored
+   * size. Quota accounting goes here: a crash between this call and the rename leaves the temp file behind,
+   * which tells cleanTmp that the accounting of this Maildir cannot be trusted (see MaildirBackend.cleanTmp).
+   */
+  beforeCommit?: (size: number) => Promise<void>
 }
 
 /** Where a message was stored. */
@@ -366,6 +372,7 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
     await out.sync()
     open = false
     await out.close()
+    if (w.beforeCommit) await w.beforeCommit(size)
   } catch (err) {
     if (open) await out.close().catch(() => undefined)
     await fs.unlink(tmpFile).catch(() => undefined)
