@@ -4,6 +4,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {CliError, EXIT} from '../cli/exit-codes.js'
 import {runServer, type ServeOptions, type ServeSummary} from '../server/run-server.js'
+import {chooseDefaultEventsPath} from '../server/event-feed.js'
 import {TargetError, parseTarget} from '../net/target.js'
 import {UnitSyntaxError, parseSize} from '../util/units.js'
 
@@ -49,6 +50,12 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
     'tls-cert': Flags.string({description: 'PEM certificate: enables STARTTLS on TCP listeners', dependsOn: ['tls-key']}),
     'tls-key': Flags.string({description: 'PEM private key for --tls-cert', dependsOn: ['tls-cert']}),
     'log-format': Flags.string({description: 'log lines as readable text or one JSON object per line', options: ['text', 'json'], default: 'text'}),
+    events: Flags.string({
+      description: 'publish live events for `lmtp watch` on this Unix socket (default: a per-user path, see lmtp watch)',
+      helpValue: 'PATH',
+    }),
+    'no-events': Flags.boolean({description: 'do not publish the event feed', exclusive: ['events']}),
+    tui: Flags.boolean({description: 'show the live dashboard (as lmtp watch) in this terminal; log lines go to its footer'}),
     'shutdown-grace': Flags.integer({description: 'seconds to let transactions finish on SIGTERM/SIGINT', default: 30, min: 0}),
   }
 
@@ -79,6 +86,22 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       shutdownGraceMs: flags['shutdown-grace'] * 1000,
       // With --json the final summary owns stdout; log lines go to stderr.
       log: this.jsonEnabled() ? (line) => process.stderr.write(`${line}\n`) : (line) => process.stdout.write(`${line}\n`),
+    }
+    if (!flags['no-events']) {
+      options.events = flags.events ? {path: flags.events, isDefault: false} : {path: chooseDefaultEventsPath(), isDefault: true}
+    }
+    if (flags.tui) {
+      if (process.stdout.isTTY !== true) throw new CliError('--tui needs a terminal: run it in one, or use lmtp watch from another', EXIT.usage)
+      // Ink and React load only here, so a plain `serve` starts fast.
+      const {startServeTui} = await import('../ui/serve-tui.js')
+      const tui = startServeTui({hostname: options.hostname})
+      const before = options.onReady
+      options.log = tui.log
+      options.until = tui.until
+      options.onReady = (server, bus) => {
+        before?.(server, bus)
+        tui.onReady(server, bus)
+      }
     }
     return runServer(options)
   }

@@ -8,6 +8,7 @@ import {MaildirBackend, type OverQuotaMode} from '../delivery/maildir-backend.js
 import {UsersFileError, loadUsersFile} from '../delivery/users.js'
 import type {Target} from '../net/target.js'
 import {EventBus} from '../protocol/events.js'
+import {type EventsTarget, openEventFeed} from './event-feed.js'
 import {type LogFormat, attachLogger} from './logger.js'
 import {ListenError, LmtpServer} from './server.js'
 import {ServerStats, type ServerTotals} from './stats.js'
@@ -35,6 +36,8 @@ export interface ServeOptions {
   until?: Promise<unknown>
   /** Called once listening, with the server and its bus (tests, the dashboard, the event feed). */
   onReady?: (server: LmtpServer, bus: EventBus) => void
+  /** Publish the event feed for `lmtp watch` on this socket; undefined: no feed (`--no-events`). */
+  events?: EventsTarget
 }
 
 /** What `lmtp serve` returns when it stops (its --json output). */
@@ -88,11 +91,24 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
     backend,
     bus,
   )
+  const feed = o.events
+    ? await openEventFeed(
+        o.events,
+        {
+          bus,
+          totals: () => stats.totals,
+          server: () => ({hostname: o.hostname, pid: process.pid, listeners: server.listeners.map((l) => l.address), startedAt: stats.totals.startedAt}),
+        },
+        (message) => o.log(o.logFormat === 'json' ? JSON.stringify({level: 'warn', message}) : `warning: ${message}`),
+      )
+    : undefined
+  if (feed) o.log(o.logFormat === 'json' ? JSON.stringify({level: 'info', event: 'events', path: feed.path}) : `lmtp serve: event feed for lmtp watch at ${feed.path}`)
   let listeners: Awaited<ReturnType<LmtpServer['start']>>
   try {
     listeners = await server.start()
   } catch (err) {
     detachLog()
+    await feed?.stop()
     if (err instanceof ListenError) throw new CliError(err.message, err.code === 'EACCES' ? EXIT.usage : EXIT.unavailable)
     throw err
   }
@@ -111,6 +127,7 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
   await server.stop(o.shutdownGraceMs)
   // Let the last session.closed events reach the logger.
   await new Promise((r) => setImmediate(r))
+  await feed?.stop()
   detachLog()
   stats.detach()
   return {
