@@ -67,7 +67,7 @@ function unusable(res: TransactionResult): CheckVerdict | undefined {
 
 /** A summary of per-recipient replies: `250 2.0.0, 452 4.2.2`. */
 function codes(res: TransactionResult): string {
-  return res.recipients.map((r) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''}`).join(', ')
+  return res.recipients.map((r) => (r.synthetic ? 'no reply' : `${r.code}${r.enhanced ? ` ${r.enhanced}` : ''}`)).join(', ')
 }
 
 const replyPerRecipient: Check = {
@@ -176,7 +176,8 @@ export const SMUGGLING_VARIANTS: {id: string; name: string; bytes: string}[] = [
 export function judgeSmuggling(name: string, replies: Reply[], end: 'marker' | 'closed' | 'timeout' | 'garbage'): CheckVerdict {
   const seen = replies.map((r) => String(r.code)).join(', ')
   if (replies.length > 1 || replies.some((r) => r.code === 354)) {
-    const second = replies.some((r) => r.code === 354) && (replies.at(-1)?.code ?? 0) < 300
+    const last = replies.at(-1)?.code ?? 0
+    const second = replies.some((r) => r.code === 354) && last >= 200 && last < 300
     return verdict.fail(
       `the server ended the message at ${name} and ran the injected commands as a new transaction (replies ${seen}${second ? '; a second, forged message was delivered' : ''}): SMTP smuggling; only <CR><LF>.<CR><LF> may end the data`,
     )

@@ -29,8 +29,12 @@ function paint(c: ChalkInstance, s: CheckStatus): (t: string) => string {
   }
 }
 
-function table(head: string[], colWidths: number[], c: ChalkInstance): Table.Table {
+/** Row separators only where cells wrap over several lines (the checklist); the others stay compact. */
+const COMPACT = {mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': ''}
+
+function table(head: string[], colWidths: number[], c: ChalkInstance, compact = true): Table.Table {
   return new Table({
+    ...(compact ? {chars: COMPACT} : {}),
     head: head.map((h) => c.bold(h)),
     colWidths,
     wordWrap: true,
@@ -84,7 +88,7 @@ export function renderReport(report: ProbeReport, options: RenderOptions): strin
     for (const l of report.latency) lat.push([l.command, l.reply, ms(l.ms)])
     out.push('', lat.toString())
   }
-  const checks = table(['', 'check', 'RFC', 'what was seen'], [6, 30, 16, width - 58], c)
+  const checks = table(['', 'check', 'RFC', 'what was seen'], [6, 30, 16, width - 58], c, false)
   for (const ch of report.checks) {
     const p = paint(c, ch.status)
     checks.push([p(MARK[ch.status]), ch.title, ch.rfc, ch.detail])

@@ -1,0 +1,157 @@
+/**
+ * `lmtp probe` as a user runs it (the built CLI in its own process) against the real `lmtp serve` code:
+ * plain, over a Unix socket, with --deliver-to (messages really land in the Maildir, no smuggled one), and
+ * with STARTTLS and an openssl certificate; and the exit codes for unreachable targets and port 25.
+ */
+import net from 'node:net'
+import {afterAll, beforeAll, describe, expect, test} from 'vitest'
+import {reportOf, runProbeCli, type ServeUnderTest, startServeUnderTest, statuses} from './probe-helpers.js'
+
+/** A port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1')
+  await new Promise((r) => s.once('listening', r))
+  const port = (s.address() as net.AddressInfo).port
+  await new Promise((r) => s.close(r))
+  return port
+}
+
+const ANSI = /\x1b\[/
+
+describe('against lmtp serve', () => {
+  let serve: ServeUnderTest
+  beforeAll(async () => {
+    serve = await startServeUnderTest()
+  })
+  afterAll(async () => {
+    await serve.stop()
+  })
+
+  test('non-destructive: exit 0, tables without colour, every check passes or is skipped for a reason', async () => {
+    const run = await runProbeCli([serve.tcp, '--lhlo', 'probe.test'])
+    expect(run.code).toBe(0)
+    expect(run.stdout).not.toMatch(ANSI)
+    expect(run.stdout).toMatch(/^lmtp probe 127\.0\.0\.1:\d+$/m)
+    expect(run.stdout).toMatch(/SIZE 52428800\s+│ messages up to 50 MB \(52428800 octets\)/)
+    expect(run.stdout).toMatch(/MAIL FROM:<>\s+│ 250 2\.1\.0 sender ok/)
+    expect(run.stdout).toMatch(/0 fail, \d+ skip in \d+ ms: no conformance failure \(exit 0\)$/m)
+    // Nothing was delivered without --deliver-to.
+    expect(await serve.delivered('postmaster@mx.test')).toEqual([])
+  })
+
+  test('--json --deliver-to: every check passes, the dot-stuffed lines arrive intact, nothing is smuggled', async () => {
+    const run = await runProbeCli([serve.tcp, '--lhlo', 'probe.test', '--deliver-to', 'alice@example.com', '--json'])
+    expect(run.code).toBe(0)
+    const report = reportOf(run)
+    expect(report.exitCode).toBe(0)
+    const notPassed = report.checks.filter((c) => c.status !== 'pass').map((c) => `${c.id}: ${c.status}`)
+    expect(notPassed).toEqual(['starttls: skip', 'tls-certificate: skip'])
+    expect(statuses(report)).toMatchObject({'reply-per-recipient': 'pass', bdat: 'pass', 'bdat-last-no-recipients': 'pass', 'smuggling-lf-dot-lf': 'pass'})
+    expect(report.lhlo?.capabilities.map((c) => c.keyword)).toEqual(['PIPELINING', 'ENHANCEDSTATUSCODES', '8BITMIME', 'SIZE', 'CHUNKING', 'SMTPUTF8'])
+    expect(report.latency.map((l) => l.command)).toEqual(['connect', 'greeting', 'LHLO probe.test', 'NOOP', 'MAIL FROM:<>', 'RCPT TO:<alice@example.com>', 'RSET', 'QUIT'])
+
+    const files = await serve.delivered('alice@example.com')
+    // reply-per-recipient (the duplicate gets its own copy), dot-stuffing and bdat; the smuggling ones are refused.
+    expect(files.filter((f) => /^Subject: lmtp probe: one reply per recipient/m.test(f))).toHaveLength(2)
+    const dots = files.find((f) => /^Subject: lmtp probe: dot-stuffing/m.test(f))!
+    expect(dots).toMatch(/\n\.\r?\n\.\.\r?\n\.a line starting with one dot\r?\n\.\.a line starting with two dots\r?\n\. a dot and a space/)
+    expect(files.some((f) => /^Subject: lmtp probe: BDAT chunks/m.test(f))).toBe(true)
+    expect(files.some((f) => /SMUGGLED|smuggling/.test(f))).toBe(false)
+  })
+
+  test('over a Unix socket', async () => {
+    const run = await runProbeCli([serve.unix, '--json'])
+    expect(run.code).toBe(0)
+    const report = reportOf(run)
+    expect(report.target).toBe(serve.unix)
+    expect(report.checks.find((c) => c.id === 'port-25')?.detail).toBe('Unix socket')
+  })
+})
+
+describe('against lmtp serve with STARTTLS', () => {
+  let serve: ServeUnderTest
+  beforeAll(async () => {
+    serve = await startServeUnderTest({tls: true})
+  })
+  afterAll(async () => {
+    await serve.stop()
+  })
+
+  test('--starttls --tls-insecure: the TLS facts are reported, the checks run over TLS, exit 0', async () => {
+    const run = await runProbeCli([serve.tcp, '--starttls', '--tls-insecure', '--deliver-to', 'bob@example.com', '--json'])
+    expect(run.code).toBe(0)
+    const report = reportOf(run)
+    expect(report.tls).toMatchObject({
+      offered: true,
+      established: true,
+      subject: 'CN=mx.test',
+      issuer: 'CN=mx.test',
+      altNames: ['DNS:mx.test'],
+      verified: false,
+      verifyError: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+    })
+    expect(report.tls?.protocol).toMatch(/^TLSv1\.[23]$/)
+    expect(report.tls?.cipher).toMatch(/\w/)
+    expect([1, 2]).toContain(report.tls?.daysToExpiry)
+    expect(statuses(report)).toMatchObject({starttls: 'pass', 'tls-certificate': 'warn', 'reply-per-recipient': 'pass'})
+    expect(report.latency.map((l) => l.command)).toContain('STARTTLS + TLS handshake')
+    // Inside TLS STARTTLS is gone from the capabilities.
+    expect(report.lhlo?.capabilities.map((c) => c.keyword)).not.toContain('STARTTLS')
+  })
+
+  test('the table shows the certificate', async () => {
+    const run = await runProbeCli([serve.tcp])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^TLS$/m)
+    expect(run.stdout).toMatch(/subject {3}CN=mx\.test/)
+    expect(run.stdout).toMatch(/verifies {2}no \(DEPTH_ZERO_SELF_SIGNED_CERT\)/)
+  })
+
+  test('--starttls without --tls-insecure: an unverifiable certificate is a failure (exit 76)', async () => {
+    const run = await runProbeCli([serve.tcp, '--starttls', '--json'])
+    expect(run.code).toBe(76)
+    const check = reportOf(run).checks.find((c) => c.id === 'tls-certificate')!
+    expect(check.status).toBe('fail')
+    expect(check.detail).toMatch(/--tls-insecure/)
+  })
+})
+
+describe('exit codes without a server', () => {
+  test('connection refused: exit 69 with the reason', async () => {
+    const port = await closedPort()
+    const run = await runProbeCli([`127.0.0.1:${port}`])
+    expect(run.code).toBe(69)
+    expect(run.stdout).toMatch(/unreachable: cannot connect to 127\.0\.0\.1:\d+: connection refused/)
+    const json = await runProbeCli([`127.0.0.1:${port}`, '--json'])
+    expect(json.code).toBe(69)
+    expect(reportOf(json)).toMatchObject({reachable: false, exitCode: 69, checks: []})
+  })
+
+  test('a missing Unix socket: exit 69', async () => {
+    const run = await runProbeCli(['unix:/nonexistent/lmtp.sock'])
+    expect(run.code).toBe(69)
+    expect(run.stdout).toMatch(/no such socket file/)
+  })
+
+  test('port 25 is refused as usage (64) and names --allow-port-25', async () => {
+    const run = await runProbeCli(['127.0.0.1:25'])
+    expect(run.code).toBe(64)
+    expect(run.stderr).toMatch(/port 25 is the SMTP port.*--allow-port-25/)
+  })
+
+  test('--allow-port-25 gets past the target check', async () => {
+    const run = await runProbeCli(['127.0.0.1:25', '--allow-port-25', '--timeout', '3', '--json'])
+    // Nothing is expected to listen on 25 here (69); if something does, it is reported, never refused (64).
+    expect([69, 76]).toContain(run.code)
+    expect(reportOf(run).target).toBe('127.0.0.1:25')
+  })
+
+  test.each([
+    [['127.0.0.1:24', '--timeout', 'soon'], /--timeout "soon"/],
+    [['127.0.0.1:24', '--deliver-to', '<a@example.com>'], /--deliver-to "<a@example.com>"/],
+  ])('bad flags exit 64: %s', async (args, message) => {
+    const run = await runProbeCli(args)
+    expect(run.code).toBe(64)
+    expect(run.stderr).toMatch(message)
+  })
+})
