@@ -2,7 +2,7 @@ import os from 'node:os'
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {CliError, EXIT} from '../cli/exit-codes.js'
-import {TargetError} from '../net/target.js'
+import {type Target, TargetError} from '../net/target.js'
 import {renderReport} from '../probe/render.js'
 import {DEFAULT_PROBE_TIMEOUT_MS, runProbe} from '../probe/runner.js'
 import {parseProbeTarget} from '../probe/target.js'
@@ -48,7 +48,7 @@ greeting was not 220); 64 usage.`
 
   async run(): Promise<ProbeReport> {
     const {args, flags} = await this.parse(Probe)
-    let target
+    let target: Target
     try {
       target = parseProbeTarget(args.target, flags['allow-port-25'])
     } catch (err) {

@@ -84,11 +84,11 @@ export function renderReport(report: ProbeReport, options: RenderOptions): strin
     }
   }
   if (report.latency.length > 0) {
-    const lat = table(['command', 'reply', 'time'], [34, width - 49, 12], c)
+    const lat = table(['command', 'reply', 'time'], [34, width - 50, 12], c)
     for (const l of report.latency) lat.push([l.command, l.reply, ms(l.ms)])
     out.push('', lat.toString())
   }
-  const checks = table(['', 'check', 'RFC', 'what was seen'], [6, 30, 16, width - 58], c, false)
+  const checks = table(['', 'check', 'RFC', 'what was seen'], [6, 30, 16, width - 57], c, false)
   for (const ch of report.checks) {
     const p = paint(c, ch.status)
     checks.push([p(MARK[ch.status]), ch.title, ch.rfc, ch.detail])

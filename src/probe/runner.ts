@@ -18,7 +18,7 @@ import type {Check, CheckContext, ResolvedOptions} from './context.js'
 import {deliveryChecks} from './delivery-checks.js'
 import {commandChecks, enhancedCodesCheck, envelopeRecipient, factChecks} from './session-checks.js'
 import {describeTls, tlsUpgrader} from './tls.js'
-import type {CheckResult, CheckStatus, CommandLatency, ProbeOptions, ProbeReport, TlsInfo} from './types.js'
+import type {CheckResult, CheckStatus, ProbeOptions, ProbeReport, TlsInfo} from './types.js'
 
 /** Default per-reply timeout of a probe (a healthy LMTP server answers in milliseconds). */
 export const DEFAULT_PROBE_TIMEOUT_MS = 10_000

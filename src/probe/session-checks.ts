@@ -100,7 +100,7 @@ export const factChecks: Check[] = [
     rfc: 'RFC 3207 §4.2',
     async run(ctx) {
       const t = ctx.tls
-      if (!t || !t.offered) {
+      if (!t?.offered) {
         return ctx.options.starttls
           ? verdict.fail('--starttls was asked for, but the server does not offer STARTTLS')
           : verdict.skip('not offered (normal for LMTP on loopback or a Unix socket)')

@@ -1,0 +1,82 @@
+/**
+ * `lmtp probe` against real third-party LMTP servers: Dovecot LMTP (passes the non-destructive checklist; with
+ * --deliver-to its SMTP smuggling weakness in 2.3.19 is a failure) and Python aiosmtpd's LMTP class (no
+ * PIPELINING or ENHANCEDSTATUSCODES, one reply after the body). Gated: skipped locally without the peers,
+ * mandatory in CI.
+ */
+import {afterAll, beforeAll, describe, expect, test} from 'vitest'
+import {type AiosmtpdLmtp, type Dovecot, requirePeers, startAiosmtpdLmtp, startDovecot} from '../support/peers.js'
+import {reportOf, runProbeCli, statuses} from './probe-helpers.js'
+
+const dovecotGate = requirePeers('dovecot')
+describe.skipIf(dovecotGate.skip)('against Dovecot LMTP', () => {
+  let dovecot: Dovecot
+  beforeAll(async () => {
+    dovecotGate.check()
+    dovecot = await startDovecot()
+  })
+  afterAll(async () => {
+    await dovecot?.stop()
+  })
+
+  test('the non-destructive checklist passes (exit 0); MAIL before LHLO is a warning', async () => {
+    const run = await runProbeCli([`127.0.0.1:${dovecot.port}`, '--json'])
+    expect(run.code).toBe(0)
+    const report = reportOf(run)
+    expect(report.greeting?.text).toMatch(/Dovecot/)
+    expect(report.checks.filter((c) => c.status === 'fail')).toEqual([])
+    expect(statuses(report)).toMatchObject({
+      'helo-refused': 'pass',
+      'ehlo-refused': 'pass',
+      'mail-before-lhlo': 'warn',
+      'data-without-rcpt': 'pass',
+      'pipelining-order': 'pass',
+      'enhanced-codes': 'pass',
+    })
+  })
+
+  test('over its Unix socket too', async () => {
+    const run = await runProbeCli([`unix:${dovecot.socketPath}`, '--json'])
+    expect(run.code).toBe(0)
+  })
+
+  test('--deliver-to: smuggling is reported as a failure (exit 76); the other delivery checks pass', async () => {
+    const run = await runProbeCli([`127.0.0.1:${dovecot.port}`, '--deliver-to', 'alice@example.com', '--json'])
+    expect(run.code).toBe(76)
+    const report = reportOf(run)
+    const failed = report.checks.filter((c) => c.status === 'fail').map((c) => c.id)
+    // Dovecot 2.3.19 (Debian 12) ends the data at a bare-LF dot line in all three forms.
+    expect(failed).toEqual(['smuggling-lf-dot-lf', 'smuggling-crlf-dot-lf', 'smuggling-lf-dot-crlf'])
+    expect(report.checks.find((c) => c.id === 'smuggling-lf-dot-lf')?.detail).toMatch(/ran the injected commands.*second, forged message was delivered/)
+    expect(statuses(report)).toMatchObject({'reply-per-recipient': 'pass', 'dot-stuffing': 'pass', bdat: 'pass'})
+    // Dovecot answers BDAT LAST with no recipient with 503 (RFC 2033 §4.3 says no reply): a warning.
+    expect(statuses(report)['bdat-last-no-recipients']).toBe('warn')
+  })
+})
+
+const aioGate = requirePeers('aiosmtpd')
+describe.skipIf(aioGate.skip)("against aiosmtpd's LMTP", () => {
+  let aio: AiosmtpdLmtp
+  beforeAll(async () => {
+    aioGate.check()
+    aio = await startAiosmtpdLmtp()
+  })
+  afterAll(async () => {
+    await aio?.stop()
+  })
+
+  test('--deliver-to: missing PIPELINING/ENHANCEDSTATUSCODES and one reply after DATA (exit 76)', async () => {
+    const run = await runProbeCli([`127.0.0.1:${aio.port}`, '--deliver-to', 'alice@example.com', '--json'])
+    expect(run.code).toBe(76)
+    const report = reportOf(run)
+    expect(statuses(report)).toMatchObject({
+      'pipelining-advertised': 'fail',
+      'enhancedstatuscodes-advertised': 'fail',
+      'reply-per-recipient': 'fail',
+      'helo-refused': 'pass',
+    })
+    expect(report.checks.find((c) => c.id === 'reply-per-recipient')?.detail).toMatch(/1 replies after the body for 2 accepted recipients/)
+    // It did receive the messages: the failure is in the replies, not the delivery.
+    expect((await aio.messages()).length).toBeGreaterThan(0)
+  })
+})
