@@ -138,7 +138,7 @@ export class MaildirBackend implements Backend {
 
   /** A file spool under `ROOT/.lmtp-spool/`. */
   async openSpool(_envelope: Envelope, _session: SessionInfo): Promise<Spool> {
-    return FileSpool.open({dir: this.spoolDir, host: this.host})
+    return FileSpool.open({dir: this.spoolDir, host: this.host, lazy: true})
   }
 
   /** Writes the spooled message into every recipient's Maildir; see Backend.deliver. */
@@ -239,6 +239,7 @@ export class MaildirBackend implements Backend {
       dir: mailbox.dir,
       headers,
       source: spool.path,
+      body: spool.body,
       stats: spool,
       host: this.host,
       fs: this.options.fs ?? realFs,

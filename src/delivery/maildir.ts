@@ -241,8 +241,43 @@ export async function fsyncDir(dir: string, fs: MaildirFs = realFs): Promise<voi
   try {
     await h.sync()
   } finally {
-    await h.close()
+    // Closing a directory handle cannot lose anything: the caller need not wait for it.
+    void h.close().catch(() => undefined)
   }
+}
+
+/** Directory fsyncs in progress (and the one queued behind each) per file system seam and directory. */
+const dirSyncs = new WeakMap<MaildirFs, Map<string, {running?: Promise<void>; queued?: Promise<void>}>>()
+
+/**
+ * Group commit of directory fsyncs: resolves once an fsync of `dir` that STARTED after this call has finished,
+ * so a rename done before the call is durable. Concurrent callers share one fsync: while one is running, every
+ * newcomer waits for the single next one (which starts when the running one ends). Under load, deliveries into
+ * the same new/ then cost one directory fsync per batch instead of one each, and every caller still waits for
+ * its own durability.
+ */
+export function fsyncDirGrouped(dir: string, fs: MaildirFs = realFs): Promise<void> {
+  let byDir = dirSyncs.get(fs)
+  if (!byDir) dirSyncs.set(fs, (byDir = new Map()))
+  let state = byDir.get(dir)
+  if (!state) byDir.set(dir, (state = {}))
+  const s = state
+  const start = (): Promise<void> => {
+    const p: Promise<void> = fsyncDir(dir, fs).finally(() => {
+      if (s.running === p) s.running = undefined
+      if (!s.running && !s.queued) byDir.delete(dir)
+    })
+    s.running = p
+    return p
+  }
+  if (!s.running) return start()
+  s.queued ??= s.running
+    .catch(() => undefined)
+    .then(() => {
+      s.queued = undefined
+      return start()
+    })
+  return s.queued
 }
 
 const ensured = new Set<string>()
@@ -281,8 +316,10 @@ export interface MaildirWrite {
   dir: string
   /** Trace headers (LF line ends), see buildTraceHeaders. */
   headers: string
-  /** Path of the spool file holding the body with CRLF line ends. */
+  /** Path of the spool file holding the body with CRLF line ends (ignored when `body` is given). */
   source: string
+  /** The body with CRLF line ends, when the spool kept it in memory (no spool file to read). */
+  body?: Buffer
   /** Statistics of the spool file. */
   stats: BodyStats
   /** Host for the unique name (default os.hostname()). */
@@ -340,29 +377,20 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
   }
 
   let open = true
+  let closing: Promise<void> | undefined
   try {
-    const headerBuf = Buffer.from(w.headers, 'utf8')
-    await writeAll(out, headerBuf)
-    let written = headerBuf.length
-    const input = await fs.open(w.source, constants.O_RDONLY | constants.O_NOFOLLOW)
-    try {
-      const inBuf = Buffer.allocUnsafe(COPY_CHUNK)
-      const outBuf = Buffer.allocUnsafe(COPY_CHUNK + 1)
+    let written: number
+    if (w.body) {
+      // Small message: headers and converted body in one buffer, one write.
+      const headerLen = Buffer.byteLength(w.headers, 'utf8')
+      const buf = Buffer.allocUnsafe(headerLen + w.body.length + 1)
+      buf.write(w.headers, 0, 'utf8')
       const conv = new CrlfToLf()
-      for (;;) {
-        const {bytesRead} = await input.read(inBuf, 0, COPY_CHUNK, null)
-        if (bytesRead === 0) break
-        const n = conv.push(inBuf.subarray(0, bytesRead), outBuf)
-        await writeAll(out, outBuf, 0, n)
-        written += n
-      }
-      const n = conv.end(outBuf)
-      if (n > 0) {
-        await writeAll(out, outBuf, 0, n)
-        written += n
-      }
-    } finally {
-      await input.close()
+      written = headerLen + conv.push(w.body, buf.subarray(headerLen))
+      written += conv.end(buf.subarray(written))
+      await writeAll(out, buf, 0, written)
+    } else {
+      written = await copySpool(w, fs, out)
     }
     if (written !== size) {
       const err: NodeJS.ErrnoException = new Error(`spool changed under us: wrote ${written} octets, expected ${size}`)
@@ -371,7 +399,10 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
     }
     await out.sync()
     open = false
-    await out.close()
+    // The data is on disk: the close runs alongside the rename and the directory fsync (one wait fewer per
+    // delivery); its outcome is still checked before the message counts as delivered.
+    closing = out.close()
+    closing.catch(() => undefined)
     if (w.beforeCommit) await w.beforeCommit(size)
   } catch (err) {
     if (open) await out.close().catch(() => undefined)
@@ -392,13 +423,42 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
     throw err
   }
   try {
-    await fsyncDir(path.join(w.dir, 'new'), fs)
+    await fsyncDirGrouped(path.join(w.dir, 'new'), fs)
+    await closing
   } catch (err) {
     // Not known to be durable: take it back so that the 4xx (and the client's retry) does not duplicate it.
     await fs.unlink(newFile).catch(() => undefined)
     throw err
   }
   return {file: newFile, name, size, virtualSize}
+}
+
+/** Streams the spool file (CRLF) into `out` as LF in bounded memory, after the headers; returns octets written. */
+async function copySpool(w: MaildirWrite, fs: MaildirFs, out: FileLike): Promise<number> {
+  const headerBuf = Buffer.from(w.headers, 'utf8')
+  await writeAll(out, headerBuf)
+  let written = headerBuf.length
+  const input = await fs.open(w.source, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    const inBuf = Buffer.allocUnsafe(COPY_CHUNK)
+    const outBuf = Buffer.allocUnsafe(COPY_CHUNK + 1)
+    const conv = new CrlfToLf()
+    for (;;) {
+      const {bytesRead} = await input.read(inBuf, 0, COPY_CHUNK, null)
+      if (bytesRead === 0) break
+      const n = conv.push(inBuf.subarray(0, bytesRead), outBuf)
+      await writeAll(out, outBuf, 0, n)
+      written += n
+    }
+    const n = conv.end(outBuf)
+    if (n > 0) {
+      await writeAll(out, outBuf, 0, n)
+      written += n
+    }
+  } finally {
+    await input.close()
+  }
+  return written
 }
 
 /** True for the errors that mean "no space": ENOSPC (disk full) and EDQUOT (file system quota). */

@@ -104,7 +104,19 @@ export interface FileSpoolOptions {
   batchSize?: number
   /** Bytes waiting for the disk beyond which `write` asks the caller to wait. Default 1 MiB. */
   highWaterMark?: number
+  /**
+   * Keep a body of up to `batchSize` octets in memory and create the file only when it grows beyond that:
+   * most messages then never touch the spool directory (no create, write, read back, unlink), and the
+   * Maildir writer takes the body from `body`. Default false (the file is created by open()).
+   */
+  lazy?: boolean
 }
+
+/** Spool directories known to exist (open() creates one only when opening a file in it fails with ENOENT). */
+const knownDirs = new Set<string>()
+
+/** First size of the in-memory buffer of a lazy spool; it doubles up to the batch size as the body grows. */
+const LAZY_INITIAL = 16 * 1024
 
 /**
  * A Spool backed by a temp file. Besides the Spool contract it exposes the file path, the body statistics and
@@ -118,6 +130,10 @@ export class FileSpool implements Spool, BodyStats {
   private readonly scanner = new DeliveredToScanner()
   private batch: Buffer
   private batchUsed = 0
+  private handle: FileHandle | undefined
+  /** True once the file was (being) created: the body no longer fits in memory, or the spool is not lazy. */
+  private spilled: boolean
+  private memoryBody: Buffer | undefined
   private readonly queue: Buffer[] = []
   private queuedBytes = 0
   private flushing: Promise<void> | undefined
@@ -128,22 +144,29 @@ export class FileSpool implements Spool, BodyStats {
   private readonly highWaterMark: number
 
   private constructor(
-    /** Absolute path of the spool file. */
+    /** Absolute path of the spool file (a lazy spool creates it only when the body outgrows memory). */
     readonly path: string,
-    private readonly handle: FileHandle,
+    handle: FileHandle | undefined,
+    private readonly dir: string,
     options: FileSpoolOptions,
   ) {
+    this.handle = handle
+    this.spilled = handle !== undefined
     this.batchSize = options.batchSize ?? 256 * 1024
     this.highWaterMark = Math.max(options.highWaterMark ?? 1024 * 1024, this.batchSize)
-    this.batch = Buffer.allocUnsafe(this.batchSize)
+    this.batch = Buffer.allocUnsafe(this.spilled ? this.batchSize : Math.min(LAZY_INITIAL, this.batchSize))
   }
 
-  /** Creates the spool directory if needed and a new exclusive spool file in it. */
+  /** A new spool: with `lazy`, nothing on disk yet; otherwise a new exclusive file (and the directory if needed). */
   static async open(options: FileSpoolOptions): Promise<FileSpool> {
-    await fsp.mkdir(options.dir, {recursive: true, mode: DIR_MODE})
     const file = path.join(options.dir, uniqueName(options.host))
-    const handle = await fsp.open(file, CREATE_EXCLUSIVE, FILE_MODE)
-    return new FileSpool(file, handle, options)
+    if (options.lazy) return new FileSpool(file, undefined, options.dir, options)
+    return new FileSpool(file, await createSpoolFile(options.dir, file), options.dir, options)
+  }
+
+  /** The whole body, when a lazy spool finished without needing a file; undefined otherwise. */
+  get body(): Buffer | undefined {
+    return this.memoryBody
   }
 
   /** True after a successful finish(). */
@@ -164,10 +187,11 @@ export class FileSpool implements Spool, BodyStats {
     if (!this.scanner.done) this.scanner.push(chunk)
     let pos = 0
     while (pos < chunk.length) {
+      if (this.batchUsed === this.batch.length) this.makeRoom()
       const n = chunk.copy(this.batch, this.batchUsed, pos)
       this.batchUsed += n
       pos += n
-      if (this.batchUsed === this.batch.length) this.sealBatch()
+      if (this.spilled && this.batchUsed === this.batch.length) this.sealBatch()
     }
     this.kick()
     if (this.queuedBytes >= this.highWaterMark) return this.drain()
@@ -176,13 +200,20 @@ export class FileSpool implements Spool, BodyStats {
   /** Flushes everything written and closes the file. Rejects with the first write error, if any. */
   async finish(): Promise<void> {
     if (this.state !== 'open') throw new Error(`spool is ${this.state}: cannot finish`)
+    if (!this.spilled) {
+      // The whole body fitted in memory: no file at all.
+      this.scanner.end()
+      this.state = 'finished'
+      this.memoryBody = this.batch.subarray(0, this.batchUsed)
+      return
+    }
     if (this.batchUsed > 0) this.sealBatch()
     this.kick()
     while (this.flushing) await this.flushing
     if (this.error !== undefined) throw this.error
     this.scanner.end()
     this.state = 'finished'
-    await this.handle.close()
+    await this.handle?.close()
   }
 
   /** Removes the spool file (waiting for writes in flight first). Safe to call twice and after finish(). */
@@ -193,7 +224,9 @@ export class FileSpool implements Spool, BodyStats {
       this.queue.length = 0
       this.queuedBytes = 0
       while (this.flushing) await this.flushing.catch(() => undefined)
-      if (wasOpen) await this.handle.close().catch(() => undefined)
+      this.memoryBody = undefined
+      if (wasOpen) await this.handle?.close().catch(() => undefined)
+      if (!this.spilled) return
       await fsp.unlink(this.path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err
       })
@@ -211,6 +244,18 @@ export class FileSpool implements Spool, BodyStats {
     if (chunk.length > 0) this.lastWasCr = chunk[chunk.length - 1] === 0x0d
   }
 
+  /** The batch is full: a lazy spool still in memory doubles it up to the batch size, else it goes to disk. */
+  private makeRoom(): void {
+    if (!this.spilled && this.batch.length < this.batchSize) {
+      const bigger = Buffer.allocUnsafe(Math.min(this.batch.length * 2, this.batchSize))
+      this.batch.copy(bigger, 0, 0, this.batchUsed)
+      this.batch = bigger
+      return
+    }
+    this.spilled = true
+    this.sealBatch()
+  }
+
   private sealBatch(): void {
     const full = this.batchUsed === this.batch.length ? this.batch : this.batch.subarray(0, this.batchUsed)
     this.queue.push(full)
@@ -223,6 +268,7 @@ export class FileSpool implements Spool, BodyStats {
     if (this.flushing || this.queue.length === 0) return
     this.flushing = (async () => {
       try {
+        this.handle ??= await createSpoolFile(this.dir, this.path)
         while (this.queue.length > 0) {
           const buf = this.queue[0]!
           await writeAll(this.handle, buf)
@@ -244,4 +290,19 @@ export class FileSpool implements Spool, BodyStats {
     while (this.flushing && this.queuedBytes >= this.highWaterMark) await this.flushing
     if (this.error !== undefined) throw this.error
   }
+}
+
+/** Creates a spool file exclusively; the directory (0700) is made only when it is missing. */
+async function createSpoolFile(dir: string, file: string): Promise<FileHandle> {
+  if (knownDirs.has(dir)) {
+    try {
+      return await fsp.open(file, CREATE_EXCLUSIVE, FILE_MODE)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+  }
+  await fsp.mkdir(dir, {recursive: true, mode: DIR_MODE})
+  if (knownDirs.size > 1000) knownDirs.clear()
+  knownDirs.add(dir)
+  return fsp.open(file, CREATE_EXCLUSIVE, FILE_MODE)
 }
