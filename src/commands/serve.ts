@@ -50,6 +50,10 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
     'tls-cert': Flags.string({description: 'PEM certificate: enables STARTTLS on TCP listeners', dependsOn: ['tls-key']}),
     'tls-key': Flags.string({description: 'PEM private key for --tls-cert', dependsOn: ['tls-cert']}),
     'log-format': Flags.string({description: 'log lines as readable text or one JSON object per line', options: ['text', 'json'], default: 'text'}),
+    record: Flags.string({
+      description: 'record every session into DIR for `lmtp replay` (transcripts + bodies; keeps message contents, files 0600)',
+      helpValue: 'DIR',
+    }),
     events: Flags.string({
       description: 'publish live events for `lmtp watch` on this Unix socket (default: a per-user path, see lmtp watch)',
       helpValue: 'PATH',
@@ -84,6 +88,7 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       tls: flags['tls-cert'] && flags['tls-key'] ? await readTls(flags['tls-cert'], flags['tls-key']) : undefined,
       logFormat: flags['log-format'] as 'text' | 'json',
       shutdownGraceMs: flags['shutdown-grace'] * 1000,
+      record: flags.record,
       // With --json the final summary owns stdout; log lines go to stderr.
       log: this.jsonEnabled() ? (line) => process.stderr.write(`${line}\n`) : (line) => process.stdout.write(`${line}\n`),
     }

@@ -9,6 +9,7 @@ import {UsersFileError, loadUsersFile} from '../delivery/users.js'
 import type {Target} from '../net/target.js'
 import {EventBus} from '../protocol/events.js'
 import {type EventsTarget, openEventFeed} from './event-feed.js'
+import {SessionRecorder} from '../replay/recorder.js'
 import {type LogFormat, attachLogger} from './logger.js'
 import {ListenError, LmtpServer} from './server.js'
 import {ServerStats, type ServerTotals} from './stats.js'
@@ -34,6 +35,8 @@ export interface ServeOptions {
   log: (line: string) => void
   /** Resolves when the server should stop (default: SIGTERM or SIGINT). */
   until?: Promise<unknown>
+  /** Record every session into this directory (transcripts + bodies, see src/replay/transcript.ts). */
+  record?: string
   /** Called once listening, with the server and its bus (tests, the dashboard, the event feed). */
   onReady?: (server: LmtpServer, bus: EventBus) => void
   /** Publish the event feed for `lmtp watch` on this socket; undefined: no feed (`--no-events`). */
@@ -76,6 +79,8 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
   })
   const cleanup = await backend.cleanTmp()
   const bus = new EventBus()
+  const recorder = o.record ? await openRecorder(o.record, o.log) : undefined
+  const detachRecorder = recorder?.attach(bus)
   const stats = new ServerStats(bus)
   const detachLog = attachLogger(bus, o.logFormat, o.log)
   const server = new LmtpServer(
@@ -88,7 +93,7 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
       tls: o.tls,
       limits: {maxMessageSize: o.maxSize, maxRecipients: o.maxRecipients},
     },
-    backend,
+    recorder ? recorder.wrap(backend) : backend,
     bus,
   )
   const feed = o.events
@@ -130,12 +135,23 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
   await feed?.stop()
   detachLog()
   stats.detach()
+  detachRecorder?.()
+  await recorder?.close()
   return {
     listeners: addresses,
     maildir: o.maildir,
     uptimeMs: Date.now() - started,
     totals: stats.totals,
     tmpCleanup: {removed: cleanup.removed, kept: cleanup.kept},
+  }
+}
+
+/** Opens the session recorder of `--record DIR`; a directory that cannot be made is an I/O error (exit 74). */
+async function openRecorder(dir: string, log: (line: string) => void): Promise<SessionRecorder> {
+  try {
+    return await SessionRecorder.create(dir, {onWarning: (message) => log(`warning: ${message}`)})
+  } catch (err) {
+    throw new CliError(`cannot create the recording directory ${dir}: ${(err as Error).message}`, EXIT.ioErr)
   }
 }
 

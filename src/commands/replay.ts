@@ -1,0 +1,170 @@
+import {stat} from 'node:fs/promises'
+import os from 'node:os'
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../cli/base-command.js'
+import {CliError, EXIT} from '../cli/exit-codes.js'
+import {type Target, TargetError, parseTarget} from '../net/target.js'
+import {type ReplayOptions, type ReplaySummary, runReplay} from '../replay/driver.js'
+import {generateMessages} from '../replay/generate.js'
+import {ProgressBar, renderSummary} from '../replay/render.js'
+import {SOURCE_FORMATS, type SourceFormat, readSources} from '../replay/sources.js'
+import {UnitSyntaxError, parseDuration, parseSize} from '../util/units.js'
+
+/** `lmtp replay`: replay recorded sessions or a mail corpus into an LMTP server, or generate load. */
+export default class Replay extends BaseCommand {
+  static override summary = 'Replay recorded sessions or a mail corpus into an LMTP server, compare outcomes, or generate load'
+
+  static override description = `SOURCE may be any mix of recorded transcripts (from \`lmtp serve --record DIR\`: the directory or single
+.jsonl files), Maildirs (or a tree of them), mbox files (mboxrd), directories of .eml files and single messages.
+The kind is detected (--format forces it). Sources are read as a stream: sending starts while they are scanned.
+Without --to/--from, transcripts keep their recorded envelope and corpus messages are sent to Delivered-To, else
+X-Original-To, else To, from Return-Path (else the mbox From_ sender, else From).
+--generate SIZE sends generated messages of about SIZE instead (load mode; --count defaults to 1000).
+
+Bad input never stops the run: an unreadable file, a broken mbox separator or a message without headers is
+reported with its file (and line) and skipped. A server that goes away mid-run: the recipients in flight are
+deferred and the workers reconnect with backoff (for --reconnect-for, then the run stops with exit 74).
+
+Exit codes: 0 all delivered; 75 some deferred, none rejected; 69 any rejected; 76 the server broke the protocol;
+74 the connection failed; 66 nothing to send (no input, or every item was bad); 64 usage. With --compare: 76 when
+any recipient's outcome changed from the recording (or a protocol violation), else 0.`
+
+  static override examples = [
+    {description: 'Record on one server, replay into another and compare', command: '<%= config.bin %> serve --record ./rec --listen 127.0.0.1:2424\n<%= config.bin %> replay ./rec --server 127.0.0.1:2525 --compare'},
+    {description: 'Push a Maildir tree into Dovecot, 8 sessions at once, to a test user', command: '<%= config.bin %> replay /srv/mail/old --server unix:/run/dovecot/lmtp --concurrency 8 --to test@example.com'},
+    {description: 'Load: 1 KB messages, 16 sessions, 30 seconds', command: '<%= config.bin %> replay --generate 1K --to sink@example.com --concurrency 16 --duration 30s --server 127.0.0.1:2424'},
+    {description: 'Open loop at 200 messages/s with a per-recipient report', command: '<%= config.bin %> replay archive.mbox --rate 200 --concurrency 32 --report results.ndjson --server 127.0.0.1:2424'},
+  ]
+
+  static override strict = false
+
+  static override flags = {
+    server: Flags.string({description: 'HOST:PORT or unix:/path (port 25 is refused)', env: 'LMTP_SERVER', default: '127.0.0.1:24'}),
+    format: Flags.string({description: 'how to read every SOURCE', options: [...SOURCE_FORMATS], default: 'auto'}),
+    generate: Flags.string({description: 'send generated messages of about this size (e.g. 1K) instead of SOURCEs', helpValue: 'SIZE'}),
+    to: Flags.string({description: 'recipient for every message (repeatable, also comma-separated), replacing the source\'s', multiple: true}),
+    from: Flags.string({description: "envelope sender for every message ('' sends <>), replacing the source's"}),
+    concurrency: Flags.integer({description: 'parallel sessions', default: 1, min: 1, max: 10_000}),
+    'messages-per-connection': Flags.integer({description: 'QUIT and reconnect after this many messages (default: one session per worker for the whole run)', min: 1}),
+    rate: Flags.string({description: 'open loop: start this many messages per second, latency measured from each intended start'}),
+    timing: Flags.string({description: 'original: replay transcripts with their recorded gaps (scaled by --speed)', options: ['original']}),
+    speed: Flags.string({description: 'with --timing original: play this many times faster', default: '1'}),
+    count: Flags.integer({description: 'send at most this many messages (with --loop: exactly this many)', min: 1}),
+    duration: Flags.string({description: 'stop starting messages after this long, e.g. 30s, 5m'}),
+    loop: Flags.boolean({description: 'repeat the sources until --count or --duration (or Ctrl-C)'}),
+    bdat: Flags.boolean({description: 'send every body with BDAT (CHUNKING); transcripts recorded with BDAT use it anyway when offered'}),
+    pipelining: Flags.boolean({description: 'pipeline MAIL and RCPTs when the server offers PIPELINING', allowNo: true, default: true}),
+    starttls: Flags.boolean({description: 'STARTTLS on every session (fails if the server does not offer it)'}),
+    'tls-insecure': Flags.boolean({description: 'do not verify the server\'s certificate', dependsOn: ['starttls']}),
+    compare: Flags.boolean({description: 'transcripts: report every recipient whose outcome differs from the recording (exit 76 if any)'}),
+    report: Flags.string({description: 'write one JSON line per recipient result to FILE', helpValue: 'FILE'}),
+    lhlo: Flags.string({description: 'name to give in LHLO (default: this host\'s name)'}),
+    timeout: Flags.string({description: 'how long to wait for the connection and each reply, e.g. 60s (default 60s)', default: '60s'}),
+    'reconnect-for': Flags.string({description: 'keep reconnecting to a server that went away for this long', default: '30s'}),
+    progress: Flags.boolean({description: 'show a progress bar on stderr (default: when stderr is a terminal)', allowNo: true}),
+  }
+
+  async run(): Promise<ReplaySummary> {
+    const {flags, argv} = await this.parse(Replay)
+    const sources = argv as string[]
+    let target: Target
+    try {
+      target = parseTarget(flags.server)
+    } catch (err) {
+      if (err instanceof TargetError) throw new CliError(`--server ${err.message}`, EXIT.usage)
+      throw err
+    }
+    const to = flags.to?.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '')
+    const generateSize = flags.generate === undefined ? undefined : unit('--generate', () => parseSize(flags.generate!))
+    if (generateSize !== undefined) {
+      if (sources.length > 0) throw new CliError('give either SOURCEs or --generate, not both', EXIT.usage)
+      if (!to || to.length === 0) throw new CliError('--generate needs --to ADDR: who receives the generated messages', EXIT.usage)
+      if (generateSize < 1) throw new CliError('--generate SIZE must be at least 1 byte', EXIT.usage)
+    } else if (sources.length === 0) {
+      throw new CliError('give at least one SOURCE (transcripts, Maildir, mbox, .eml files), or --generate SIZE for load', EXIT.usage)
+    }
+    if (flags.compare && flags.to) throw new CliError('--compare needs the recorded envelope: drop --to', EXIT.usage)
+    if (flags.rate && flags.timing) throw new CliError('--rate and --timing original exclude each other', EXIT.usage)
+    const rate = flags.rate === undefined ? undefined : positive('--rate', flags.rate)
+    const speed = positive('--speed', flags.speed)
+    const durationMs = flags.duration === undefined ? undefined : unit('--duration', () => parseDuration(flags.duration!))
+    const timeoutMs = unit('--timeout', () => parseDuration(flags.timeout))
+    const reconnectForMs = unit('--reconnect-for', () => parseDuration(flags['reconnect-for']))
+    if (flags.loop && flags.count === undefined && durationMs === undefined) {
+      throw new CliError('--loop needs --count N or --duration T to know when to stop', EXIT.usage)
+    }
+    for (const s of sources) {
+      try {
+        await stat(s)
+      } catch (err) {
+        throw new CliError(`cannot read SOURCE ${s}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`, EXIT.noInput)
+      }
+    }
+    const format = flags.format as SourceFormat
+    const from = flags.from
+    const input: ReplayOptions['input'] =
+      generateSize !== undefined
+        ? () => generateMessages({size: generateSize, from: from ?? `lmtp-replay@${os.hostname()}`, to: to!})
+        : () => readSources(sources, {format})
+    const bar = new ProgressBar()
+    const showProgress = flags.progress ?? bar.enabled
+    const controller = new AbortController()
+    const onSigint = (): void => controller.abort()
+    process.once('SIGINT', onSigint)
+    let summary: ReplaySummary
+    try {
+      summary = await runReplay({
+        input,
+        generated: generateSize !== undefined,
+        target,
+        from: from ?? (generateSize !== undefined ? `lmtp-replay@${os.hostname()}` : undefined),
+        to: to && to.length > 0 ? to : undefined,
+        concurrency: flags.concurrency,
+        messagesPerConnection: flags['messages-per-connection'],
+        rate,
+        originalTiming: flags.timing === 'original',
+        speed,
+        count: flags.count ?? (generateSize !== undefined && durationMs === undefined ? 1000 : undefined),
+        durationMs,
+        loop: flags.loop,
+        bdat: flags.bdat,
+        pipelining: flags.pipelining,
+        starttls: flags.starttls,
+        tlsInsecure: flags['tls-insecure'],
+        compare: flags.compare,
+        reportFile: flags.report,
+        lhloName: flags.lhlo ?? os.hostname(),
+        timeouts: {greeting: timeoutMs, command: timeoutMs, dataInit: timeoutMs, dataBlock: timeoutMs, dataEnd: timeoutMs},
+        reconnectForMs,
+        onProgress: showProgress ? (p) => bar.update(p) : undefined,
+        signal: controller.signal,
+      })
+    } catch (err) {
+      if (err instanceof CliError) throw err
+      const e = err as NodeJS.ErrnoException
+      if (flags.report && e.path === flags.report) throw new CliError(`cannot write the report ${flags.report}: ${e.message}`, EXIT.ioErr)
+      throw err
+    } finally {
+      process.off('SIGINT', onSigint)
+    }
+    if (!this.jsonEnabled()) this.log(renderSummary(summary))
+    // oclif prints the returned summary for --json; the exit code travels separately.
+    process.exitCode = summary.exitCode
+    return summary
+  }
+}
+
+function unit<T>(flag: string, parse: () => T): T {
+  try {
+    return parse()
+  } catch (err) {
+    if (err instanceof UnitSyntaxError) throw new CliError(`${flag}: ${err.message}`, EXIT.usage)
+    throw err
+  }
+}
+
+function positive(flag: string, text: string): number {
+  const n = Number(text)
+  if (!Number.isFinite(n) || n <= 0) throw new CliError(`${flag} ${JSON.stringify(text)}: give a number greater than 0`, EXIT.usage)
+  return n
+}

@@ -1,0 +1,76 @@
+/**
+ * One message in one file (a .eml file, a file in a Maildir's new/ or cur/): opened once, its header block
+ * read to derive the envelope, and the rest streamed from the same file handle.
+ */
+import {type FileHandle, open} from 'node:fs/promises'
+import {envelopeFromHeaders, HeaderError, headerEnd, MAX_HEADER_BLOCK, parseHeaderBlock} from './headers.js'
+import {fsReason, InputError, type OpenedMessage, type ReplayItem, type SourceKind} from './item.js'
+
+const READ_SIZE = 256 * 1024
+
+/** An item for a message file. */
+export function messageFileItem(file: string, kind: SourceKind): ReplayItem {
+  return {source: file, kind, open: () => openMessageFile(file)}
+}
+
+/**
+ * Opens a message file: reads until the end of the header block (at most 1 MiB), derives the envelope, and
+ * returns a body that replays the bytes already read and then streams the rest. Throws InputError for an
+ * unreadable file, an empty one, or one without headers.
+ */
+export async function openMessageFile(file: string): Promise<OpenedMessage> {
+  let fh: FileHandle
+  try {
+    fh = await open(file, 'r')
+  } catch (err) {
+    throw new InputError({source: file, reason: `cannot read: ${fsReason(err)}`})
+  }
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await fh.close().catch(() => {})
+  }
+  try {
+    const parts: Buffer[] = []
+    let have = 0
+    let end = -1
+    let eof = false
+    while (end < 0) {
+      const buf = Buffer.allocUnsafe(READ_SIZE)
+      const {bytesRead} = await fh.read(buf, 0, READ_SIZE, null)
+      if (bytesRead === 0) {
+        eof = true
+        break
+      }
+      parts.push(buf.subarray(0, bytesRead))
+      have += bytesRead
+      end = headerEnd(parts.length === 1 ? parts[0]! : Buffer.concat(parts, have))
+      if (end < 0 && have > MAX_HEADER_BLOCK) throw new HeaderError('the header block is longer than 1 MiB (not a message?)')
+    }
+    const head = parts.length === 1 ? parts[0]! : Buffer.concat(parts, have)
+    if (have === 0) throw new HeaderError('the file is empty')
+    const fields = parseHeaderBlock(head.subarray(0, end < 0 ? head.length : end))
+    const env = envelopeFromHeaders(fields)
+    async function* body(): AsyncGenerator<Buffer> {
+      try {
+        yield head
+        if (eof) return
+        for (;;) {
+          const buf = Buffer.allocUnsafe(READ_SIZE)
+          const {bytesRead} = await fh.read(buf, 0, READ_SIZE, null)
+          if (bytesRead === 0) return
+          yield buf.subarray(0, bytesRead)
+        }
+      } finally {
+        await close()
+      }
+    }
+    return {...env, body: body(), close}
+  } catch (err) {
+    await close()
+    if (err instanceof HeaderError) throw new InputError({source: file, reason: err.message})
+    if (err instanceof InputError) throw err
+    throw new InputError({source: file, reason: `cannot read: ${fsReason(err)}`})
+  }
+}
