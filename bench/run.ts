@@ -1,0 +1,418 @@
+/**
+ * `npm run bench`: the benchmark harness of issue 7. Starts every server itself (fresh Maildir each run),
+ * drives it, stops it; each comparison runs all its sides in the same run, interleaved (the order rotates each
+ * round), for several rounds, and reports per-round ratios and their median. Prints one table and writes
+ * bench/results/<date>.json (or --out FILE) with the machine, Node and peer versions.
+ *
+ *   npm run bench -- [--messages 5000] [--rounds 3] [--sessions 1,16] [--sizes 1024,102400]
+ *                    [--scenarios 0,1,2,3,4,5,6] [--baseline REF] [--big-message 200000000] [--idle 1000]
+ *                    [--out FILE] [--quick]
+ *
+ * --baseline REF also builds the git ref REF and measures it beside the working tree (before/after, one run).
+ */
+import {mkdir, writeFile} from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import {findExecutable} from '../test/support/peers/gate.js'
+import {runPeer} from '../test/support/peers/proc.js'
+import {buildCli, type CliBuild, PROJECT_ROOT} from './lib/build.js'
+import {
+  type BenchResults,
+  type Measurement,
+  median,
+  meets,
+  type RatioResult,
+  renderResults,
+  type Unavailable,
+} from './lib/report.js'
+import {
+  type BenchServer,
+  durableLimitBinary,
+  peerVersions,
+  processMemory,
+  runDurableLimit,
+  runSmtpSourceLoad,
+  sampleGroupRss,
+  startDovecotBench,
+  startServe,
+  startSinkBench,
+} from './lib/servers.js'
+
+/** Parsed command line. */
+export interface BenchOptions {
+  messages: number
+  rounds: number
+  sessions: number[]
+  sizes: number[]
+  scenarios: number[]
+  baseline?: string
+  bigMessage: number
+  idle: number
+  out?: string
+}
+
+function parseArgs(argv: string[]): BenchOptions {
+  const o: BenchOptions = {
+    messages: 5000,
+    rounds: 3,
+    sessions: [1, 16],
+    sizes: [1024, 102_400],
+    scenarios: [0, 1, 2, 3, 4, 5, 6],
+    bigMessage: 200_000_000,
+    idle: 1000,
+  }
+  const list = (v: string) => v.split(',').map((x) => Number(x.trim()))
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    const v = () => {
+      const x = argv[++i]
+      if (x === undefined) throw new Error(`${a} needs a value`)
+      return x
+    }
+    if (a === '--messages') o.messages = Number(v())
+    else if (a === '--rounds') o.rounds = Number(v())
+    else if (a === '--sessions') o.sessions = list(v())
+    else if (a === '--sizes') o.sizes = list(v())
+    else if (a === '--scenarios') o.scenarios = list(v())
+    else if (a === '--baseline') o.baseline = v()
+    else if (a === '--big-message') o.bigMessage = Number(v())
+    else if (a === '--idle') o.idle = Number(v())
+    else if (a === '--out') o.out = v()
+    else if (a === '--quick') Object.assign(o, {messages: 20, rounds: 1, sizes: [1024], bigMessage: 2_000_000, idle: 20})
+    else throw new Error(`unknown option ${a} (see the comment at the top of bench/run.ts)`)
+  }
+  for (const n of [o.messages, o.rounds, o.bigMessage, o.idle, ...o.sessions, ...o.sizes]) {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`not a positive integer in the options: ${n}`)
+  }
+  return o
+}
+
+/** One side of a comparison: how to take one measurement (a fresh server each time). */
+interface Side {
+  name: string
+  unit: string
+  measure: () => Promise<number>
+}
+
+/** A comparison: sides measured in the same rounds, and the ratios between them. */
+interface Comparison {
+  scenario: number
+  case: string
+  sides: Side[]
+  ratios: {a: string; b: string; target?: RatioResult['target']}[]
+  /** Called once after every round (stops a server shared by the rounds). */
+  cleanup?: () => Promise<unknown>
+}
+
+const KB = (n: number) => (n >= 1_000_000 ? `${Math.round(n / 1_000_000)} MB` : `${Math.round(n / 1024)} KB`)
+
+/** Peak RSS seen during serve/Dovecot runs at the largest session count (scenario 4). */
+const memoryPeaks = new Map<string, {bytes: number; processes: number}>()
+
+function log(line: string): void {
+  process.stderr.write(`bench: ${line}\n`)
+}
+
+/**
+ * Throughput of one server started by `start`: smtp-source load, delivered files checked, returns
+ * messages/s (or recipients/s when `perRecipient`). Samples memory when `memoryKey` is set.
+ */
+async function throughput(
+  start: () => Promise<BenchServer>,
+  load: {messages: number; sessions: number; size: number; recipients?: number},
+  options: {perRecipient?: boolean; memoryKey?: string; verify: boolean},
+): Promise<number> {
+  const server = await start()
+  try {
+    const sampler = options.memoryKey ? sampleGroupRss(server.pid) : undefined
+    const ms = await runSmtpSourceLoad({port: server.port, ...load})
+    const peak = await sampler?.stop()
+    if (peak && options.memoryKey) {
+      const prev = memoryPeaks.get(options.memoryKey)
+      if (!prev || peak.peakBytes > prev.bytes) memoryPeaks.set(options.memoryKey, {bytes: peak.peakBytes, processes: peak.peakProcesses})
+    }
+    const rcpts = load.messages * (load.recipients ?? 1)
+    if (options.verify) {
+      const delivered = await server.countDelivered()
+      if (delivered !== rcpts) throw new Error(`expected ${rcpts} delivered files, found ${delivered}`)
+    }
+    return ((options.perRecipient ? rcpts : load.messages) * 1000) / ms
+  } finally {
+    await server.stop()
+  }
+}
+
+function comparisons(o: BenchOptions, builds: CliBuild[], have: Record<string, boolean>, unavailable: Unavailable[]): Comparison[] {
+  const out: Comparison[] = []
+  const maxSessions = Math.max(...o.sessions)
+  const serveName = (b: CliBuild, i: number) => (i === 0 ? 'serve' : `serve@${b.label}`)
+  for (const size of o.sizes) {
+    for (const sessions of o.sessions) {
+      const name = `${KB(size)}, ${sessions} session${sessions > 1 ? 's' : ''}`
+      const load = {messages: o.messages, sessions, size}
+      const sides: Side[] = []
+      const ratios: Comparison['ratios'] = []
+      const memKey = (who: string) => (sessions === maxSessions && size === o.sizes[0] ? who : undefined)
+      if (o.scenarios.includes(1)) {
+        for (const [i, b] of builds.entries()) {
+          sides.push({
+            name: serveName(b, i),
+            unit: 'msg/s',
+            measure: () => throughput(() => startServe(b), load, {verify: true, memoryKey: i === 0 ? memKey('serve') : undefined}),
+          })
+        }
+        if (have.dovecot) {
+          sides.push({
+            name: 'dovecot',
+            unit: 'msg/s',
+            measure: () => throughput(startDovecotBench, load, {verify: true, memoryKey: memKey('dovecot')}),
+          })
+          ratios.push({a: 'serve', b: 'dovecot', target: {op: '>=', value: 2}})
+        } else unavailable.push({scenario: 1, case: name, reason: 'dovecot is not installed (bash .ci/install-peers)'})
+        if (have.sink) {
+          sides.push({name: 'smtp-sink', unit: 'msg/s', measure: () => throughput(startSinkBench, load, {verify: false})})
+          ratios.push({a: 'serve', b: 'smtp-sink'})
+        }
+        for (const [i, b] of builds.entries()) if (i > 0) ratios.push({a: 'serve', b: serveName(b, i)})
+      }
+      if (o.scenarios.includes(0)) {
+        if (have.cc) {
+          sides.push({name: 'durable limit (C)', unit: 'files/s', measure: () => runDurableLimit(sessions, o.messages, size + 300)})
+          if (o.scenarios.includes(1)) {
+            ratios.push({a: 'serve', b: 'durable limit (C)', target: sessions === 16 && size === 1024 ? {op: '>=', value: 0.7} : undefined})
+          }
+        } else unavailable.push({scenario: 0, case: name, reason: 'no C compiler to build bench/durable-limit.c'})
+      }
+      if (sides.length > 0) out.push({scenario: o.scenarios.includes(1) ? 1 : 0, case: name, sides, ratios})
+    }
+  }
+  if (o.scenarios.includes(2)) {
+    const recipients = 50
+    const messages = Math.max(1, Math.ceil(o.messages / 25))
+    for (const sessions of o.sessions) {
+      const name = `50 recipients, 1 KB, ${sessions} session${sessions > 1 ? 's' : ''}, ${messages} messages`
+      const load = {messages, sessions, size: 1024, recipients}
+      const sides: Side[] = builds.map((b, i) => ({
+        name: serveName(b, i),
+        unit: 'rcpt/s',
+        measure: () => throughput(() => startServe(b), load, {verify: true, perRecipient: true}),
+      }))
+      const ratios: Comparison['ratios'] = builds.slice(1).map((b, i) => ({a: 'serve', b: serveName(b, i + 1)}))
+      if (have.dovecot) {
+        sides.push({name: 'dovecot', unit: 'rcpt/s', measure: () => throughput(startDovecotBench, load, {verify: true, perRecipient: true})})
+        ratios.push({a: 'serve', b: 'dovecot', target: {op: '>=', value: 2}})
+      }
+      if (have.sink) {
+        sides.push({name: 'smtp-sink', unit: 'rcpt/s', measure: () => throughput(startSinkBench, load, {verify: false, perRecipient: true})})
+        ratios.push({a: 'serve', b: 'smtp-sink'})
+      }
+      out.push({scenario: 2, case: name, sides, ratios})
+    }
+  }
+  if (o.scenarios.includes(6)) {
+    const send = builds[0]!
+    if (!send.hasCommand('send')) unavailable.push({scenario: 6, case: 'one message', reason: 'src/commands/send.ts does not exist yet'})
+    else if (!have.swaks) unavailable.push({scenario: 6, case: 'one message', reason: 'swaks is not installed'})
+    else out.push(oneShotComparison(send))
+  }
+  return out
+}
+
+/** Scenario 6: wall time of `lmtp send` of one message vs swaks, against the same running serve. */
+function oneShotComparison(build: CliBuild): Comparison {
+  let server: BenchServer | undefined
+  const ensure = async () => (server ??= await startServe(build))
+  const timed = async (cmd: string, args: string[]): Promise<number> => {
+    const start = process.hrtime.bigint()
+    const r = await runPeer(cmd, args, {timeoutMs: 60_000, env: {OCLIF_SKIP_NEW_VERSION_CHECK: 'true'}})
+    const ms = Number(process.hrtime.bigint() - start) / 1e6
+    if (r.code !== 0) throw new Error(`${path.basename(cmd)} failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`)
+    return ms
+  }
+  const from = 'sender@example.org'
+  const to = 'oneshot@example.com'
+  return {
+    scenario: 6,
+    case: 'one message, wall time',
+    sides: [
+      {
+        name: 'lmtp send',
+        unit: 'ms',
+        measure: async () => {
+          const s = await ensure()
+          return timed(process.execPath, [build.bin, 'send', '--server', `127.0.0.1:${s.port}`, '--from', from, '--to', to])
+        },
+      },
+      {
+        name: 'swaks',
+        unit: 'ms',
+        measure: async () => {
+          const s = await ensure()
+          const swaks = findExecutable('swaks') ?? 'swaks'
+          return timed(swaks, ['--protocol', 'LMTP', '--server', '127.0.0.1', '--port', String(s.port), '--from', from, '--to', to, '--silent', '2'])
+        },
+      },
+    ],
+    ratios: [{a: 'lmtp send', b: 'swaks', target: {op: '<=', value: 1.2}}],
+    cleanup: async () => server?.stop(),
+  }
+}
+
+/** Scenario 4 parts measured once: one big message and many idle connections (serve only). */
+async function memoryScenario(o: BenchOptions, build: CliBuild, measurements: Measurement[]): Promise<void> {
+  const push = (c: string, side: string, bytes: number) =>
+    measurements.push({scenario: 4, case: c, side, unit: 'MB', values: Array(o.rounds).fill(bytes / 2 ** 20), median: bytes / 2 ** 20})
+  for (const [key, label] of [
+    ['serve', 'serve (1 process)'],
+    ['dovecot', 'dovecot (all processes)'],
+  ] as const) {
+    const peak = memoryPeaks.get(key)
+    if (peak) push(`peak RSS under load, ${Math.max(...o.sessions)} sessions, ${KB(o.sizes[0]!)}`, `${label}, ${peak.processes} proc`, peak.bytes)
+  }
+  // One big message: RSS growth of a fresh server.
+  {
+    const server = await startServe(build, {maxSize: `${Math.ceil((o.bigMessage * 1.2) / 2 ** 20)}M`})
+    try {
+      const before = await processMemory(server.pid)
+      await runSmtpSourceLoad({port: server.port, messages: 1, sessions: 1, size: o.bigMessage})
+      const after = await processMemory(server.pid)
+      push(`RSS growth with one ${KB(o.bigMessage)} message`, 'serve', after.hwm - before.rss)
+    } finally {
+      await server.stop()
+    }
+  }
+  // Idle connections: RSS after all are greeted, minus before.
+  {
+    const server = await startServe(build, {maxConnections: o.idle + 16})
+    const sockets: net.Socket[] = []
+    try {
+      await new Promise((r) => setTimeout(r, 200))
+      const before = await processMemory(server.pid)
+      await Promise.all(
+        Array.from(
+          {length: o.idle},
+          () =>
+            new Promise<void>((resolve, reject) => {
+              const s = net.connect({port: server.port, host: '127.0.0.1'})
+              sockets.push(s)
+              s.once('data', () => resolve())
+              s.once('error', reject)
+            }),
+        ),
+      )
+      await new Promise((r) => setTimeout(r, 200))
+      const after = await processMemory(server.pid)
+      push(`RSS extra with ${o.idle} idle connections`, 'serve', after.rss - before.rss)
+    } finally {
+      for (const s of sockets) s.destroy()
+      await server.stop()
+    }
+  }
+}
+
+/** Runs the benchmark and returns the results (also written to disk and printed by main()). */
+export async function runBench(o: BenchOptions, command: string): Promise<BenchResults> {
+  const started = Date.now()
+  const builds = [await buildCli()]
+  if (o.baseline) builds.push(await buildCli(o.baseline))
+  const have = {
+    dovecot: findExecutable('dovecot') !== undefined && process.getuid?.() === 0,
+    sink: findExecutable('smtp-sink') !== undefined,
+    source: findExecutable('smtp-source') !== undefined,
+    swaks: findExecutable('swaks') !== undefined,
+    cc: (await durableLimitBinary().catch(() => undefined)) !== undefined,
+  }
+  const unavailable: Unavailable[] = []
+  const measurements: Measurement[] = []
+  const ratios: RatioResult[] = []
+  try {
+    if (!have.source) throw new Error('smtp-source is not installed: run `bash .ci/install-peers`')
+    const comps = comparisons(o, builds, have, unavailable)
+    const values = comps.map((c) => c.sides.map(() => [] as number[]))
+    const errors = comps.map((c) => c.sides.map(() => [] as string[]))
+    for (let round = 0; round < o.rounds; round++) {
+      for (const [ci, c] of comps.entries()) {
+        // Rotate who goes first so that drift over a round does not always favour the same side.
+        const order = c.sides.map((_, i) => (i + round) % c.sides.length)
+        for (const si of order) {
+          const side = c.sides[si]!
+          log(`round ${round + 1}/${o.rounds}: scenario ${c.scenario}, ${c.case}: ${side.name}`)
+          try {
+            values[ci]![si]![round] = await side.measure()
+          } catch (err) {
+            values[ci]![si]![round] = Number.NaN
+            errors[ci]![si]!.push((err as Error).message)
+            log(`  failed: ${(err as Error).message}`)
+          }
+        }
+      }
+    }
+    for (const c of comps) await c.cleanup?.()
+    for (const [ci, c] of comps.entries()) {
+      c.sides.forEach((s, si) => {
+        const v = values[ci]![si]!
+        const m: Measurement = {scenario: s.name === 'durable limit (C)' ? 0 : c.scenario, case: c.case, side: s.name, unit: s.unit, values: v, median: median(v)}
+        if (errors[ci]![si]!.length > 0) m.errors = errors[ci]![si]
+        measurements.push(m)
+      })
+      for (const r of c.ratios) {
+        const a = c.sides.findIndex((s) => s.name === r.a)
+        const b = c.sides.findIndex((s) => s.name === r.b)
+        if (a < 0 || b < 0) continue
+        const per = values[ci]![a]!.map((x, i) => x / values[ci]![b]![i]!)
+        const med = median(per)
+        ratios.push({scenario: r.b === 'durable limit (C)' ? 0 : c.scenario, case: c.case, name: `${r.a} / ${r.b}`, values: per, median: med, target: r.target, met: r.target ? meets(med, r.target) : undefined})
+      }
+    }
+    if (o.scenarios.includes(4)) await memoryScenario(o, builds[0]!, measurements)
+    const replay = builds[0]!.hasCommand('replay')
+    for (const s of [3, 5]) {
+      if (o.scenarios.includes(s) && !replay) {
+        unavailable.push({scenario: s, case: s === 3 ? 'replay vs smtp-source' : 'latency at a fixed rate', reason: 'src/commands/replay.ts does not exist yet'})
+      } else if (o.scenarios.includes(s)) {
+        unavailable.push({scenario: s, case: s === 3 ? 'replay vs smtp-source' : 'latency at a fixed rate', reason: 'lmtp replay exists but this harness does not drive it yet'})
+      }
+    }
+  } finally {
+    for (const b of builds) await b.cleanup()
+  }
+  return {
+    startedAt: new Date(started).toISOString(),
+    command,
+    machine: {
+      cores: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      memoryBytes: os.totalmem(),
+      node: process.version,
+      os: `${os.type()} ${os.release()}`,
+      loadAverage: os.loadavg(),
+    },
+    peers: await peerVersions(),
+    builds: builds.map((b) => ({label: b.label, revision: b.revision})),
+    settings: {messages: o.messages, rounds: o.rounds, sessions: o.sessions, sizes: o.sizes, scenarios: o.scenarios},
+    measurements,
+    ratios,
+    unavailable,
+    durationMs: Date.now() - started,
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2)
+  const o = parseArgs(argv)
+  const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`
+  const results = await runBench(o, command)
+  const out = o.out ?? path.join(PROJECT_ROOT, 'bench', 'results', `${results.startedAt.replace(/[:]/g, '-').replace(/\..*/, '')}.json`)
+  await mkdir(path.dirname(out), {recursive: true})
+  await writeFile(out, `${JSON.stringify(results, null, 2)}\n`)
+  process.stdout.write(renderResults(results))
+  process.stdout.write(`\nresults: ${out}\n`)
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(1)
+  })
+}
