@@ -61,9 +61,9 @@ export async function renderTable(report: SendReport, options: TableOptions): Pr
   // Fixed columns get what they need; recipient and text share the rest (each cell adds 2 padding + 1 border).
   const need = (i: number): number => Math.max(COLUMNS[i]!.length, ...cells.map((c) => c[i]!.length)) + 2
   const fixed = [0, 2, 3, 4, 5, 7].reduce((sum, i) => sum + need(i), 0) + COLUMNS.length + 1
-  const room = Math.max(40, options.width - fixed)
-  const recipientWidth = Math.min(need(1), Math.max(16, Math.floor(room * 0.4)))
-  const textWidth = Math.max(12, Math.min(need(6), room - recipientWidth))
+  const room = Math.max(28, options.width - fixed)
+  const recipientWidth = Math.min(need(1), Math.max(14, Math.floor(room * 0.45)))
+  const textWidth = Math.max(14, Math.min(need(6), room - recipientWidth))
   const table = new Table({
     head: COLUMNS.map((c) => chalk.bold(c)),
     colWidths: [need(0), recipientWidth, need(2), need(3), need(4), need(5), textWidth, need(7)],
@@ -73,9 +73,28 @@ export async function renderTable(report: SendReport, options: TableOptions): Pr
   })
   report.recipients.forEach((r, k) => {
     const c = cells[k]!
-    table.push([c[0], c[1], paint(r.outcome, c[2]!), c[3], paint(r.outcome, c[4]!), c[5], c[6], c[7]])
+    // Wrap rather than truncate: a recipient or a reply must never be cut short with an ellipsis.
+    table.push([
+      c[0],
+      {content: c[1], wrapOnWordBoundary: false},
+      paint(r.outcome, c[2]!),
+      c[3],
+      paint(r.outcome, c[4]!),
+      c[5],
+      breakLongWords(c[6]!, textWidth - 2),
+      c[7],
+    ])
   })
   return table.toString()
+}
+
+/** Splits words longer than `width` so that word wrapping can break them instead of truncating them. */
+function breakLongWords(text: string, width: number): string {
+  if (width < 1) return text
+  return text
+    .split(' ')
+    .map((w) => (w.length <= width ? w : (w.match(new RegExp(`.{1,${width}}`, 'gu')) ?? [w]).join(' ')))
+    .join(' ')
 }
 
 /** The one-line summary: counts, server, method, size, time, exit code. */
