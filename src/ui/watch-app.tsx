@@ -6,8 +6,7 @@
 import {Text, useApp} from 'ink'
 import {useRef, useState} from 'react'
 import type {FeedSource} from '../watch/feed-client.js'
-import type {SessionRow} from '../watch/view.js'
-import {Header} from './components/header.js'
+import {Header, isLive} from './components/header.js'
 import {HelpView} from './components/help-view.js'
 import {OutcomesList} from './components/outcomes-list.js'
 import {SessionsTable} from './components/sessions-table.js'
@@ -37,8 +36,8 @@ type Screen = 'main' | 'transcript' | 'help'
 const CHROME = 9
 
 /** Splits the rows between sessions and outcomes: sessions get what they need, up to ~40%. */
-export function splitRows(rows: number, sessionCount: number): {sessions: number; outcomes: number} {
-  const body = Math.max(2, rows - 1 - CHROME)
+export function splitRows(rows: number, sessionCount: number, extra = 0): {sessions: number; outcomes: number} {
+  const body = Math.max(2, rows - 1 - CHROME - extra)
   const sessions = Math.max(1, Math.min(Math.max(1, sessionCount), Math.floor(body * 0.4)))
   return {sessions, outcomes: Math.max(1, body - sessions)}
 }
@@ -53,12 +52,21 @@ export function WatchApp({source, title, size, now, intervalMs, logLine}: WatchA
   const terminal = useTerminalSize()
   const {columns, rows} = size ?? terminal
   const {view, model, pending} = useFeed(source, {paused, failuresOnly, now, intervalMs})
-  const sessionsRef = useRef<SessionRow[]>(view.sessions)
-  sessionsRef.current = view.sessions
+  // Keys can arrive before React re-subscribes the handler: read the latest state through a ref.
+  const latest = useRef({sessions: view.sessions, selectedId, screen})
+  latest.current = {sessions: view.sessions, selectedId, screen}
+  const select = (id: string | undefined): void => {
+    latest.current.selectedId = id
+    setSelectedId(id)
+  }
+  const show = (next: Screen): void => {
+    latest.current.screen = next
+    setScreen(next)
+  }
 
   useWatchKeys((action: WatchAction) => {
-    const list = sessionsRef.current
-    const index = list.findIndex((r) => r.sessionId === selectedId)
+    const {sessions: list, selectedId: current, screen: shown} = latest.current
+    const index = list.findIndex((r) => r.sessionId === current)
     switch (action) {
       case 'quit':
         exit()
@@ -70,28 +78,29 @@ export function WatchApp({source, title, size, now, intervalMs, logLine}: WatchA
         setFailuresOnly((f) => !f)
         return
       case 'help':
-        setScreen((s) => (s === 'help' ? 'main' : 'help'))
+        show(shown === 'help' ? 'main' : 'help')
         return
       case 'back':
-        setScreen('main')
+        show('main')
         return
       case 'open':
-        if (screen === 'transcript') setScreen('main')
-        else if (selectedId !== undefined) setScreen('transcript')
+        if (shown === 'transcript') show('main')
+        else if (current !== undefined) show('transcript')
         return
       case 'up':
       case 'down': {
         if (list.length === 0) return
         const step = action === 'up' ? -1 : 1
         const next = index < 0 ? (step > 0 ? 0 : list.length - 1) : Math.min(list.length - 1, Math.max(0, index + step))
-        setSelectedId(list[next]!.sessionId)
+        select(list[next]!.sessionId)
         return
       }
     }
   })
 
   const width = Math.max(40, columns)
-  const split = splitRows(rows, view.sessions.length)
+  const banner = isLive(view) ? 0 : 1
+  const split = splitRows(rows, view.sessions.length, banner)
   const log = logLine?.()
   return (
     <>
@@ -102,7 +111,7 @@ export function WatchApp({source, title, size, now, intervalMs, logLine}: WatchA
           session={model.findSession(selectedId)}
           sessionId={selectedId}
           width={width}
-          height={Math.max(1, rows - 7)}
+          height={Math.max(1, rows - 7 - banner)}
           now={view.now}
         />
       ) : null}

@@ -14,6 +14,11 @@ export interface HeaderProps {
   title?: string
 }
 
+/** True when the feed is live (the status fits in the first line); otherwise a banner line says why not. */
+export function isLive(view: DashboardView): boolean {
+  return view.status.state === 'connected' || view.status.state === 'in-process'
+}
+
 function StatusText({view}: {view: DashboardView}) {
   const s = view.status
   switch (s.state) {
@@ -22,24 +27,47 @@ function StatusText({view}: {view: DashboardView}) {
     case 'in-process':
       return <Text color="green">● in-process</Text>
     case 'connecting':
-      return <Text color="yellow">○ connecting to {s.path}</Text>
+      return <Text color="yellow">○ connecting</Text>
     case 'disconnected':
       return (
         <Text color="red" bold>
-          ○ {view.server ? 'server stopped' : 'no server'}: {s.reason}; reconnecting
-          {s.retryInMs !== undefined ? ` in ${formatDuration(Math.max(1000, s.retryInMs))}` : ''}
+          ○ {view.server ? 'server gone' : 'no server'}
         </Text>
       )
     case 'failed':
       return (
         <Text color="red" bold>
-          ✗ {s.reason}
+          ✗ stopped
         </Text>
       )
   }
 }
 
-/** Three lines: who and whether live; counts; throughput and modes. */
+/** The banner under the header when not live: why, and what happens next. */
+function StatusBanner({view}: {view: DashboardView}) {
+  const s = view.status
+  switch (s.state) {
+    case 'connecting':
+      return <Text color="yellow" wrap="truncate-end">connecting to {s.path || 'the server'}…</Text>
+    case 'disconnected':
+      return (
+        <Text color="red" bold wrap="truncate-end">
+          {s.reason}; reconnecting{s.retryInMs !== undefined ? ` in ${formatDuration(Math.max(1000, s.retryInMs))}` : ''}
+          {view.server ? ' (showing the last picture)' : ''}
+        </Text>
+      )
+    case 'failed':
+      return (
+        <Text color="red" bold wrap="truncate-end">
+          {s.reason}
+        </Text>
+      )
+    default:
+      return null
+  }
+}
+
+/** Three lines (four when not live): who and whether live; counts; throughput and modes; why not live. */
 export function Header({view, paused, pending, width, title}: HeaderProps) {
   const t = view.totals
   const server = view.server
@@ -58,18 +86,17 @@ export function Header({view, paused, pending, width, title}: HeaderProps) {
       </Text>
       <Text wrap="truncate-end">
         <Text>
-          conn {formatCount(t.openSessions)} now / {formatCount(t.connections)} total · msgs {formatCount(t.messages)} ·{' '}
-          {formatBytes(t.bytes)} · rcpt{' '}
+          conn {formatCount(t.openSessions)} now / {formatCount(t.connections)} · msgs {formatCount(t.messages)} · {formatBytes(t.bytes)} ·{' '}
         </Text>
-        <Text color="green">{formatCount(t.delivered)} delivered</Text>
+        <Text color="green">delivered {formatCount(t.delivered)}</Text>
         <Text> · </Text>
-        <Text color={t.deferred > 0 ? 'yellow' : undefined}>{formatCount(t.deferred)} deferred</Text>
+        <Text color={t.deferred > 0 ? 'yellow' : undefined}>deferred {formatCount(t.deferred)}</Text>
         <Text> · </Text>
         <Text color={t.rejected > 0 ? 'red' : undefined} bold={t.rejected > 0}>
-          {formatCount(t.rejected)} rejected
+          rejected {formatCount(t.rejected)}
         </Text>
         <Text> · </Text>
-        <Text color={t.refusedAtRcpt > 0 ? 'red' : undefined}>{formatCount(t.refusedAtRcpt)} refused at RCPT</Text>
+        <Text color={t.refusedAtRcpt > 0 ? 'red' : undefined}>refused at RCPT {formatCount(t.refusedAtRcpt)}</Text>
       </Text>
       <Text wrap="truncate-end">
         <Text>
@@ -85,6 +112,7 @@ export function Header({view, paused, pending, width, title}: HeaderProps) {
         {view.failuresOnly ? <Text color="red"> [failures only]</Text> : null}
         {view.dropped > 0 ? <Text color="yellow"> · {formatCount(view.dropped)} events dropped (watcher too slow)</Text> : null}
       </Text>
+      {isLive(view) ? null : <StatusBanner view={view} />}
     </>
   )
 }

@@ -14,15 +14,15 @@ export interface SessionsTableProps {
 }
 
 const SPECS: ColumnSpec[] = [
-  {width: 6}, // session
-  {min: 12, grow: 2}, // peer
+  {width: 5}, // session
+  {min: 16, grow: 1}, // peer
   {width: 10}, // state
-  {min: 8, grow: 2}, // lhlo
-  {min: 10, grow: 3}, // mail from
+  {min: 10, grow: 1}, // lhlo
+  {min: 12, grow: 2}, // mail from
   {width: 4}, // rcpt
   {width: 8}, // bytes
   {width: 6}, // age
-  {min: 10, grow: 3}, // last command
+  {min: 10, grow: 2}, // last command
 ]
 
 const PHASE_COLOR: Partial<Record<SessionPhase, string>> = {
