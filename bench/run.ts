@@ -49,6 +49,8 @@ export interface BenchOptions {
   baseline?: string
   bigMessage: number
   idle: number
+  /** Open-loop rate of scenario 5, messages/s. */
+  latencyRate: number
   out?: string
 }
 
@@ -61,6 +63,7 @@ function parseArgs(argv: string[]): BenchOptions {
     scenarios: [0, 1, 2, 3, 4, 5, 6],
     bigMessage: 200_000_000,
     idle: 1000,
+    latencyRate: 100,
   }
   const list = (v: string) => v.split(',').map((x) => Number(x.trim()))
   for (let i = 0; i < argv.length; i++) {
@@ -78,8 +81,9 @@ function parseArgs(argv: string[]): BenchOptions {
     else if (a === '--baseline') o.baseline = v()
     else if (a === '--big-message') o.bigMessage = Number(v())
     else if (a === '--idle') o.idle = Number(v())
+    else if (a === '--latency-rate') o.latencyRate = Number(v())
     else if (a === '--out') o.out = v()
-    else if (a === '--quick') Object.assign(o, {messages: 20, rounds: 1, sizes: [1024], bigMessage: 2_000_000, idle: 20})
+    else if (a === '--quick') Object.assign(o, {messages: 20, rounds: 1, sizes: [1024], bigMessage: 2_000_000, idle: 20, latencyRate: 20})
     else throw new Error(`unknown option ${a} (see the comment at the top of bench/run.ts)`)
   }
   for (const n of [o.messages, o.rounds, o.bigMessage, o.idle, ...o.sessions, ...o.sizes]) {
@@ -92,7 +96,8 @@ function parseArgs(argv: string[]): BenchOptions {
 interface Side {
   name: string
   unit: string
-  measure: () => Promise<number>
+  /** Takes one measurement in round `round` (0-based). */
+  measure: (round: number) => Promise<number>
 }
 
 /** A comparison: sides measured in the same rounds, and the ratios between them. */
@@ -210,6 +215,19 @@ function comparisons(o: BenchOptions, builds: CliBuild[], have: Record<string, b
       out.push({scenario: 2, case: name, sides, ratios})
     }
   }
+  const cli = builds[0]!
+  if (o.scenarios.includes(3) || o.scenarios.includes(5)) {
+    if (!cli.hasCommand('replay')) {
+      if (o.scenarios.includes(3)) unavailable.push({scenario: 3, case: 'replay vs smtp-source', reason: 'src/commands/replay.ts does not exist yet'})
+      if (o.scenarios.includes(5)) unavailable.push({scenario: 5, case: 'latency at a fixed rate', reason: 'src/commands/replay.ts does not exist yet'})
+    } else {
+      if (o.scenarios.includes(3)) {
+        if (have.sink) out.push(...replayComparisons(o, cli))
+        else unavailable.push({scenario: 3, case: 'replay vs smtp-source', reason: 'smtp-sink is not installed'})
+      }
+      if (o.scenarios.includes(5)) out.push(latencyComparison(o, cli, have.dovecot))
+    }
+  }
   if (o.scenarios.includes(6)) {
     const send = builds[0]!
     if (!send.hasCommand('send')) unavailable.push({scenario: 6, case: 'one message', reason: 'src/commands/send.ts does not exist yet'})
@@ -217,6 +235,105 @@ function comparisons(o: BenchOptions, builds: CliBuild[], have: Record<string, b
     else out.push(oneShotComparison(send))
   }
   return out
+}
+
+/** What `lmtp replay --json` prints (the part the benchmark reads). */
+interface ReplayJson {
+  elapsedMs: number
+  recipients: {total: number; delivered: number}
+  throughput: {messagesPerSec: number}
+  latency: Record<string, {p50: number; p99: number}>
+}
+
+/** Runs `lmtp replay --generate SIZE` against a port and returns its JSON summary; throws unless all delivered. */
+async function runReplay(build: CliBuild, port: number, args: string[], expected: number): Promise<ReplayJson> {
+  const r = await runPeer(
+    process.execPath,
+    [build.bin, 'replay', '--server', `127.0.0.1:${port}`, '--from', 'sender@example.org', '--to', 'bench@example.com', '--no-progress', '--json', ...args],
+    {timeoutMs: 30 * 60_000, env: {OCLIF_SKIP_NEW_VERSION_CHECK: 'true'}},
+  )
+  let summary: ReplayJson
+  try {
+    summary = JSON.parse(r.stdout) as ReplayJson
+  } catch {
+    throw new Error(`lmtp replay printed no JSON (${r.code}): ${r.stderr.trim().slice(0, 400)}`)
+  }
+  if (summary.recipients.delivered !== expected) {
+    throw new Error(`lmtp replay: ${summary.recipients.delivered} of ${expected} recipients delivered`)
+  }
+  return summary
+}
+
+/**
+ * Scenario 3: `lmtp replay` (generated messages) vs `smtp-source -L -d` as load tools against smtp-sink.
+ * smtp-source is timed by wall clock (a C program starts in a millisecond); replay by its own elapsed time,
+ * which leaves out Node's and oclif's start (reported apart by scenario 6).
+ */
+function replayComparisons(o: BenchOptions, build: CliBuild): Comparison[] {
+  const sessions = Math.max(...o.sessions)
+  return o.sizes.map((size) => ({
+    scenario: 3,
+    case: `load tool into smtp-sink, ${KB(size)}, ${sessions} sessions`,
+    sides: [
+      {
+        name: 'lmtp replay',
+        unit: 'msg/s',
+        measure: async () => {
+          const sink = await startSinkBench()
+          try {
+            const r = await runReplay(build, sink.port, ['--generate', String(size), '--count', String(o.messages), '--concurrency', String(sessions)], o.messages)
+            return (o.messages * 1000) / r.elapsedMs
+          } finally {
+            await sink.stop()
+          }
+        },
+      },
+      {
+        name: 'smtp-source',
+        unit: 'msg/s',
+        measure: () => throughput(startSinkBench, {messages: o.messages, sessions, size}, {verify: false}),
+      },
+    ],
+    ratios: [{a: 'lmtp replay', b: 'smtp-source', target: {op: '>=', value: 1}}],
+  }))
+}
+
+/** Scenario 5: p50 / p99 end-of-data latency at a fixed open-loop rate (`lmtp replay --rate`), serve vs Dovecot. */
+function latencyComparison(o: BenchOptions, build: CliBuild, dovecot: boolean): Comparison {
+  const count = Math.max(20, Math.min(o.messages, o.latencyRate * 20))
+  const sessions = Math.max(...o.sessions)
+  const runs = new Map<string, Promise<ReplayJson>>()
+  const once = (who: string, round: number, start: () => Promise<BenchServer>) => {
+    const key = `${who} ${round}`
+    let p = runs.get(key)
+    if (!p) {
+      p = (async () => {
+        const server = await start()
+        try {
+          const args = ['--generate', '1024', '--count', String(count), '--rate', String(o.latencyRate), '--concurrency', String(sessions)]
+          return await runReplay(build, server.port, args, count)
+        } finally {
+          await server.stop()
+        }
+      })()
+      runs.set(key, p)
+    }
+    return p
+  }
+  const servers: [string, () => Promise<BenchServer>][] = [['serve', () => startServe(build)]]
+  if (dovecot) servers.push(['dovecot', startDovecotBench])
+  const sides: Side[] = []
+  for (const [who, start] of servers) {
+    for (const q of ['p50', 'p99'] as const) {
+      sides.push({name: `${who} ${q}`, unit: 'ms', measure: async (round) => (await once(who, round, start)).latency.data![q]})
+    }
+  }
+  return {
+    scenario: 5,
+    case: `end-of-data latency, ${o.latencyRate} msg/s open loop, ${count} x 1 KB, up to ${sessions} sessions`,
+    sides,
+    ratios: dovecot ? [{a: 'serve p50', b: 'dovecot p50'}, {a: 'serve p99', b: 'dovecot p99'}] : [],
+  }
 }
 
 /** Scenario 6: wall time of `lmtp send` of one message vs swaks, against the same running serve. */
@@ -339,7 +456,7 @@ export async function runBench(o: BenchOptions, command: string): Promise<BenchR
           const side = c.sides[si]!
           log(`round ${round + 1}/${o.rounds}: scenario ${c.scenario}, ${c.case}: ${side.name}`)
           try {
-            values[ci]![si]![round] = await side.measure()
+            values[ci]![si]![round] = await side.measure(round)
           } catch (err) {
             values[ci]![si]![round] = Number.NaN
             errors[ci]![si]!.push((err as Error).message)
@@ -366,14 +483,6 @@ export async function runBench(o: BenchOptions, command: string): Promise<BenchR
       }
     }
     if (o.scenarios.includes(4)) await memoryScenario(o, builds[0]!, measurements)
-    const replay = builds[0]!.hasCommand('replay')
-    for (const s of [3, 5]) {
-      if (o.scenarios.includes(s) && !replay) {
-        unavailable.push({scenario: s, case: s === 3 ? 'replay vs smtp-source' : 'latency at a fixed rate', reason: 'src/commands/replay.ts does not exist yet'})
-      } else if (o.scenarios.includes(s)) {
-        unavailable.push({scenario: s, case: s === 3 ? 'replay vs smtp-source' : 'latency at a fixed rate', reason: 'lmtp replay exists but this harness does not drive it yet'})
-      }
-    }
   } finally {
     for (const b of builds) await b.cleanup()
   }
