@@ -235,6 +235,7 @@ export class MaildirBackend implements Backend {
     spool: FileSpool,
     beforeCommit?: (size: number) => Promise<void>,
   ): Promise<DeliveryResult> {
+    await this.checkNoLinks(mailbox)
     const written = await writeMaildirMessage({
       dir: mailbox.dir,
       headers,
@@ -246,6 +247,38 @@ export class MaildirBackend implements Backend {
       beforeCommit,
     })
     return {reply: perRecipient.delivered(rcpt), mailbox: mailbox.name, bytes: written.size}
+  }
+
+  /**
+   * Refuses a mailbox reached through a symlink or a non-directory below the root: a user who can write in
+   * their own Maildir (an IMAP server running as them) must not be able to point deliveries outside the root by
+   * replacing tmp/, new/, cur/, the mailbox or the domain directory with a link. Checks each existing component
+   * with lstat, from the domain down; missing ones are created later by the writer as real directories. The
+   * error (ELOOP or ENOTDIR) becomes a 4xx for this recipient only.
+   */
+  private async checkNoLinks(mailbox: ResolvedMailbox): Promise<void> {
+    const check = async (p: string): Promise<boolean> => {
+      let st: import('node:fs').Stats
+      try {
+        st = await fsp.lstat(p)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+        throw err
+      }
+      if (st.isDirectory()) return true
+      const link = st.isSymbolicLink()
+      const err: NodeJS.ErrnoException = new Error(
+        `${p} is ${link ? 'a symbolic link' : 'not a directory'}: refusing to deliver through it (fix the Maildir by hand)`,
+      )
+      err.code = link ? 'ELOOP' : 'ENOTDIR'
+      throw err
+    }
+    let dir = this.root
+    for (const part of path.relative(this.root, mailbox.dir).split(path.sep)) {
+      dir = path.join(dir, part)
+      if (!(await check(dir))) return
+    }
+    for (const sub of ['tmp', 'new', 'cur']) await check(path.join(dir, sub))
   }
 
   /**
