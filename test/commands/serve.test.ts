@@ -27,7 +27,7 @@ interface Run {
 
 function serve(args: string[], opts: {untilOutput?: RegExp; signal?: NodeJS.Signals} = {}): Promise<Run & {child: ChildProcess}> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(repo, 'bin', 'run.js'), 'serve', ...args], {
+    const child = spawn(process.execPath, [path.join(repo, 'bin', 'run.js'), 'serve', '--no-events', ...args], {
       cwd: dir,
       env: {...process.env, NO_COLOR: '1'},
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -26,7 +26,7 @@ function vm(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 beforeAll(async () => {
   if (!existsSync(path.join(repo, 'dist', 'commands', 'serve.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)')
   dir = await mkdtemp(path.join(os.tmpdir(), 'lmtp-mem-'))
-  child = spawn(process.execPath, [path.join(repo, 'bin', 'run.js'), 'serve', '--maildir', path.join(dir, 'Maildir'), '--listen', `unix:${sock()}`, '--max-size', '200M'], {
+  child = spawn(process.execPath, [path.join(repo, 'bin', 'run.js'), 'serve', '--no-events', '--maildir', path.join(dir, 'Maildir'), '--listen', `unix:${sock()}`, '--max-size', '200M'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {...process.env, NO_COLOR: '1'},
   })
