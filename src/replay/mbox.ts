@@ -218,6 +218,7 @@ export async function* unescapeMboxrd(source: AsyncIterable<Buffer>): AsyncGener
   let hold: Buffer | undefined
   let atLineStart = true
   for await (const chunk of source) {
+    if (chunk.length === 0) continue
     const buf = hold ? Buffer.concat([hold, chunk]) : chunk
     hold = undefined
     let emitFrom = 0
