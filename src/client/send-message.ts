@@ -6,7 +6,7 @@
  */
 import type {Duplex} from 'node:stream'
 import net from 'node:net'
-import tls from 'node:tls'
+import type {TLSSocket} from 'node:tls'
 import {CliError, EXIT, type ExitCode} from '../cli/exit-codes.js'
 import {type Target, connectTarget, explainConnectError, formatTarget} from '../net/target.js'
 import type {Capabilities} from '../protocol/capabilities.js'
@@ -203,7 +203,9 @@ function certName(name: unknown): string | undefined {
 }
 
 /** Wraps a connected socket in TLS (client side) and resolves once the handshake is done. */
-function upgradeToTls(plain: Duplex, target: Target, options: SendOptions, timeoutMs: number): Promise<tls.TLSSocket> {
+async function upgradeToTls(plain: Duplex, target: Target, options: SendOptions, timeoutMs: number): Promise<TLSSocket> {
+  // Loaded only when needed: node:tls costs startup time that a plain send does not have to pay.
+  const tls = await import('node:tls')
   return new Promise((resolve, reject) => {
     const host = target.kind === 'tcp' ? target.host : 'localhost'
     const secure = tls.connect({
@@ -277,8 +279,15 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
   note(`connected to ${server} in ${timings.connectMs} ms`)
 
   let lastCommand = ''
+  let bodyStarted = false
   const client = new LmtpClient(socket, {
     timeouts: options.timeoutMs === undefined ? undefined : uniformTimeouts(options.timeoutMs),
+    emit: (event) => {
+      if (event.type !== 'command') return
+      if (event.verb === 'DATA' || event.verb === 'BDAT') bodyStarted = true
+      // The LHLO pipelined after the body: everything is sent, only the per-recipient replies are due.
+      else if (event.verb === 'LHLO' && bodyStarted) progress('message sent, waiting for the per-recipient replies')
+    },
     trace: options.trace
       ? (direction, line) => {
           const ms = Date.now() - t0
@@ -318,7 +327,7 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
       }
       progress(`starting TLS with ${server}`)
       at = Date.now()
-      let secure: tls.TLSSocket | undefined
+      let secure: TLSSocket | undefined
       await client.startTls(async (plain) => {
         secure = await upgradeToTls(plain, options.target, options, timeoutMs)
         return secure

@@ -91,6 +91,7 @@ describe('sendMessage', () => {
       expect.stringMatching(/^connecting to 127\.0\.0\.1:\d+$/),
       expect.stringMatching(/^waiting for the greeting/),
       'sending 19 octets to 1 recipient',
+      'message sent, waiting for the per-recipient replies',
       'closing',
     ])
   })
