@@ -105,9 +105,12 @@ export function parseUniqueName(name: string): UniqueNameParts | undefined {
   }
 }
 
-/** Removes control characters (CR, LF, NUL, C1...) from a header value and caps its length. */
+/**
+ * Removes control characters (CR, LF, NUL, C1...) and the Unicode line and paragraph separators (U+2028,
+ * U+2029: line breaks to JavaScript and some mail tools) from a header value and caps its length.
+ */
 export function sanitizeHeaderText(text: string, max = 512): string {
-  const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, '?')
+  const clean = text.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, '?')
   return clean.length > max ? `${clean.slice(0, max)}...` : clean
 }
 
