@@ -1,0 +1,181 @@
+/**
+ * Peer gating: which real third-party peers are installed here, and what a test should do when one is not.
+ * Locally a missing peer skips the tests (with one hint on how to install); in CI (CI=true) it FAILS them:
+ * interop is mandatory there, and a silently skipped interop suite would look green.
+ */
+import {spawnSync} from 'node:child_process'
+import {accessSync, constants} from 'node:fs'
+import {delimiter, join} from 'node:path'
+import {beforeAll, describe} from 'vitest'
+import {systemGroup, systemUser} from './proc.js'
+
+/** The peers the interop tests can use. */
+export type PeerName = 'swaks' | 'smtp-source' | 'smtp-sink' | 'postfix' | 'dovecot' | 'python3' | 'aiosmtpd' | 'openssl'
+
+/** Every peer name, for tables and messages. */
+export const PEER_NAMES: readonly PeerName[] = [
+  'swaks',
+  'smtp-source',
+  'smtp-sink',
+  'postfix',
+  'dovecot',
+  'python3',
+  'aiosmtpd',
+  'openssl',
+]
+
+/** The command that installs every peer (Debian 12, as root). */
+export const INSTALL_HINT = 'sudo bash .ci/install-peers'
+
+/** Debian's interpreter: a different python3 (pyenv, venv) may come first on PATH and lack aiosmtpd. */
+export const DEBIAN_PYTHON = '/usr/bin/python3'
+
+const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Finds an executable on PATH or in the system sbin/bin dirs (Postfix's tools live in /usr/sbin). */
+export function findExecutable(name: string): string | undefined {
+  if (name.startsWith('/')) return isExecutable(name) ? name : undefined
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...SYSTEM_DIRS]
+  for (const dir of dirs) {
+    const candidate = join(dir, name)
+    if (isExecutable(candidate)) return candidate
+  }
+  return undefined
+}
+
+/**
+ * The absolute path of a peer's program, or a clear error naming the install command. The start helpers call
+ * it so that a test that forgot its gate still fails with a useful message instead of ENOENT.
+ */
+export function peerBinary(name: string): string {
+  const path = findExecutable(name)
+  if (!path) throw new Error(`peer program '${name}' is not installed: run \`${INSTALL_HINT}\``)
+  return path
+}
+
+/** Why a peer is unusable here, or undefined when it is usable. */
+function missingReason(name: PeerName): string | undefined {
+  const needProgram = (...programs: string[]) => {
+    const absent = programs.filter((p) => !findExecutable(p))
+    return absent.length > 0 ? `${absent.join(', ')} not found` : undefined
+  }
+  const needRoot = () => (process.getuid?.() === 0 ? undefined : 'needs root (it runs a private instance as root)')
+  switch (name) {
+    case 'swaks':
+    case 'smtp-source':
+    case 'smtp-sink':
+    case 'openssl':
+      return needProgram(name)
+    case 'python3':
+      return needProgram(DEBIAN_PYTHON)
+    case 'aiosmtpd': {
+      const py = needProgram(DEBIAN_PYTHON)
+      if (py) return py
+      const r = spawnSync(DEBIAN_PYTHON, ['-c', 'import aiosmtpd'], {stdio: 'ignore', timeout: 20_000})
+      return r.status === 0 ? undefined : `${DEBIAN_PYTHON} cannot import aiosmtpd (package python3-aiosmtpd)`
+    }
+    case 'postfix':
+      return (
+        needProgram('postfix', 'postconf', 'postqueue') ??
+        (systemUser('postfix') && systemGroup('postdrop') !== undefined ? undefined : 'user postfix/group postdrop missing') ??
+        needRoot()
+      )
+    case 'dovecot':
+      return (
+        needProgram('dovecot', '/usr/lib/dovecot/lmtp') ??
+        (systemUser('mail') ? undefined : "Debian's 'mail' user is missing") ??
+        needRoot()
+      )
+  }
+}
+
+const cache = new Map<PeerName, string | undefined>()
+
+/** Whether one peer is usable here (cached per process; LMTP_PEERS_HIDE is read every time). */
+export function hasPeer(name: PeerName): boolean {
+  return peerMissingReason(name) === undefined
+}
+
+function peerMissingReason(name: PeerName): string | undefined {
+  // LMTP_PEERS_HIDE=a,b pretends peers are missing, to try the gating itself.
+  if ((process.env.LMTP_PEERS_HIDE ?? '').split(',').some((s) => s.trim() === name)) return 'hidden by LMTP_PEERS_HIDE'
+  if (!cache.has(name)) cache.set(name, missingReason(name))
+  return cache.get(name)
+}
+
+/** True when running in CI, where interop tests are mandatory. */
+export function inCi(): boolean {
+  const ci = process.env.CI
+  return ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false'
+}
+
+/** The answer of {@link requirePeers}. */
+export interface PeerGate {
+  /** The peers asked for. */
+  readonly names: readonly PeerName[]
+  /** The ones that are not usable here, with the reason. */
+  readonly missing: readonly {name: PeerName; reason: string}[]
+  /** True when every peer is usable. */
+  readonly ok: boolean
+  /** Pass to `describe.skipIf`: true only when something is missing AND we are not in CI. */
+  readonly skip: boolean
+  /** A one-line explanation with the install command ('' when ok). */
+  readonly message: string
+  /** Throws the message when something is missing; call it in `beforeAll` so CI fails loudly. */
+  check(): void
+}
+
+let hintLogged = false
+
+/**
+ * Checks that the named peers are installed. Use with `describe.skipIf(gate.skip)` plus
+ * `beforeAll(() => gate.check())`, or simply {@link describePeers}. Missing peers locally: `skip` is true and
+ * the install hint is logged once per process. Missing peers with CI=true: `skip` is false and `check()` throws,
+ * so the tests fail (never skip) with a message naming what is missing and how to install it.
+ */
+export function requirePeers(...names: PeerName[]): PeerGate {
+  const missing = names.flatMap((name) => {
+    const reason = peerMissingReason(name)
+    return reason === undefined ? [] : [{name, reason}]
+  })
+  const ok = missing.length === 0
+  const message = ok
+    ? ''
+    : `interop peers missing: ${missing.map((m) => `${m.name} (${m.reason})`).join('; ')}. Install them with \`${INSTALL_HINT}\``
+  const ci = inCi()
+  if (!ok && !ci && !hintLogged) {
+    hintLogged = true
+    console.warn(`[peers] skipping interop tests: ${message}`)
+  }
+  return {
+    names,
+    missing,
+    ok,
+    skip: !ok && !ci,
+    message,
+    check() {
+      if (!ok) throw new Error(`${message}${ci ? ' (CI=true: interop tests are mandatory, so this fails)' : ''}`)
+    },
+  }
+}
+
+/**
+ * `describe` gated on peers: skipped locally when one is missing, failing in CI (a `beforeAll` throws the
+ * gate's message, so every test in the block fails with it).
+ */
+export function describePeers(title: string, names: readonly PeerName[], body: () => void): void {
+  const gate = requirePeers(...names)
+  describe.skipIf(gate.skip)(title, () => {
+    beforeAll(() => gate.check())
+    body()
+  })
+}
