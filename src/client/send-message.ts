@@ -271,7 +271,7 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
   let socket: net.Socket
   let at = Date.now()
   try {
-    socket = await connectTarget(options.target, Math.min(timeoutMs, 30_000))
+    socket = await connectTarget(options.target, options.timeoutMs ?? 30_000)
   } catch (err) {
     throw new CliError(explainConnectError(options.target, err as NodeJS.ErrnoException), EXIT.ioErr)
   }

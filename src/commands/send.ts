@@ -58,7 +58,8 @@ export default class Send extends BaseCommand {
     }
     const to = flags.to.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '')
     if (to.length === 0) throw new CliError('--to: give at least one recipient address', EXIT.usage)
-    const hostname = os.hostname()
+    // A host name that cannot appear in LHLO or an address (rare, but possible) falls back to localhost.
+    const hostname = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(os.hostname()) ? os.hostname() : 'localhost'
     const from = flags.from ?? `lmtp@${hostname}`
     const fromProblem = addressProblem(from, 'sender')
     if (fromProblem) throw new CliError(`--from: ${fromProblem}`, EXIT.usage)
@@ -68,6 +69,10 @@ export default class Send extends BaseCommand {
     }
     if (flags.size !== undefined && args.file !== undefined) {
       throw new CliError('--size pads the generated test message: use it without FILE', EXIT.usage)
+    }
+    const lhlo = flags.lhlo ?? hostname
+    if (!/^[^\s<>\x00-\x1f\x7f]+$/.test(lhlo)) {
+      throw new CliError(`--lhlo ${JSON.stringify(lhlo)}: give one word, a host name or an address literal such as [192.0.2.1]`, EXIT.usage)
     }
     const timeoutMs = flags.timeout === undefined ? undefined : secondsFlag('--timeout', flags.timeout)
     const chunkSize = flags['chunk-size'] === undefined ? undefined : sizeFlag('--chunk-size', flags['chunk-size'])
@@ -118,7 +123,7 @@ export default class Send extends BaseCommand {
         from,
         to,
         source,
-        lhlo: flags.lhlo ?? hostname,
+        lhlo,
         starttls: flags.starttls,
         tlsInsecure: flags['tls-insecure'],
         tlsCa,

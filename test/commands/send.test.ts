@@ -195,6 +195,7 @@ describe('lmtp send: checks before sending and usage', () => {
     {name: '--size with FILE', args: ['send', 'x.eml', '--size', '1K', '--to', 'a@example.com'], code: 64, err: /--size pads the generated/},
     {name: '--tls-insecure without --starttls', args: ['send', '--tls-insecure', '--to', 'a@example.com'], code: 64, err: /starttls/},
     {name: 'a bad --timeout', args: ['send', '--timeout', 'soon', '--to', 'a@example.com'], code: 64, err: /--timeout/},
+    {name: 'a bad --lhlo', args: ['send', '--lhlo', 'two words', '--to', 'a@example.com'], code: 64, err: /--lhlo "two words": give one word/},
   ])('$name: exit $code', async ({args, code, err}) => {
     const run = await runCli(args)
     expect(run.code).toBe(code)
