@@ -137,9 +137,9 @@ describePeers('Dovecot LMTP <- swaks, Python', ['dovecot', 'swaks', 'python3'], 
     ;[dovecot, tempfail] = await Promise.all([startDovecot(), startDovecot({quotaTempfail: true})])
   })
   afterAll(async () => {
-    for (const d of [dovecot, tempfail]) {
-      if (!d) continue
-      await d.stop()
+    const all = [dovecot, tempfail].filter(Boolean)
+    await Promise.all(all.map((d) => d.stop()))
+    for (const d of all) {
       expectGone(d.pid)
       expect(existsSync(d.root)).toBe(false)
     }
@@ -202,15 +202,11 @@ describePeers('Postfix -> Dovecot LMTP', ['postfix', 'dovecot', 'swaks'], () => 
     ;[dovecot, tempfail] = await Promise.all([startDovecot(), startDovecot({quotaTempfail: true})])
   })
   afterAll(async () => {
-    for (const p of postfixes) {
-      await p.stop()
-      expectGone(p.pid)
-    }
-    for (const d of [dovecot, tempfail]) {
-      if (!d) continue
-      await d.stop()
-      expectGone(d.pid)
-    }
+    await Promise.all(postfixes.map((p) => p.stop()))
+    for (const p of postfixes) expectGone(p.pid)
+    const all = [dovecot, tempfail].filter(Boolean)
+    await Promise.all(all.map((d) => d.stop()))
+    for (const d of all) expectGone(d.pid)
   })
 
   test.each([

@@ -8,7 +8,7 @@
  * ```ts
  * const gate = requirePeers('postfix', 'dovecot')
  * describe.skipIf(gate.skip)('postfix -> dovecot', () => {
- *   beforeAll(() => gate.check())        // CI=true: missing peers FAIL, never skip
+ *   beforeEach(() => gate.check())       // CI=true: missing peers FAIL, never skip
  *   ...
  * })
  * ```

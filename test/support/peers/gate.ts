@@ -6,7 +6,7 @@
 import {spawnSync} from 'node:child_process'
 import {accessSync, constants} from 'node:fs'
 import {delimiter, join} from 'node:path'
-import {beforeAll, describe} from 'vitest'
+import {beforeEach, describe, test} from 'vitest'
 import {systemGroup, systemUser} from './proc.js'
 
 /** The peers the interop tests can use. */
@@ -130,17 +130,18 @@ export interface PeerGate {
   readonly skip: boolean
   /** A one-line explanation with the install command ('' when ok). */
   readonly message: string
-  /** Throws the message when something is missing; call it in `beforeAll` so CI fails loudly. */
+  /** Throws the message when something is missing; call it in `beforeEach` so each test fails with it in CI. */
   check(): void
 }
 
 let hintLogged = false
 
 /**
- * Checks that the named peers are installed. Use with `describe.skipIf(gate.skip)` plus
- * `beforeAll(() => gate.check())`, or simply {@link describePeers}. Missing peers locally: `skip` is true and
- * the install hint is logged once per process. Missing peers with CI=true: `skip` is false and `check()` throws,
- * so the tests fail (never skip) with a message naming what is missing and how to install it.
+ * Checks that the named peers are installed. Call it at the top level of a test file (collection time) and use
+ * `describe.skipIf(gate.skip)`, or simply {@link describePeers}. Missing peers locally: `skip` is true and the
+ * install hint is logged once per process. Missing peers with CI=true: `skip` is false, a test named
+ * "required interop peers are installed: ..." is registered that FAILS with the message (what is missing and
+ * how to install it), and `check()` throws it too (call it in `beforeEach` to make each test fail with it).
  */
 export function requirePeers(...names: PeerName[]): PeerGate {
   const missing = names.flatMap((name) => {
@@ -156,6 +157,7 @@ export function requirePeers(...names: PeerName[]): PeerGate {
     hintLogged = true
     console.warn(`[peers] skipping interop tests: ${message}`)
   }
+  if (!ok && ci) registerCiFailure(names, message)
   return {
     names,
     missing,
@@ -169,13 +171,29 @@ export function requirePeers(...names: PeerName[]): PeerGate {
 }
 
 /**
- * `describe` gated on peers: skipped locally when one is missing, failing in CI (a `beforeAll` throws the
- * gate's message, so every test in the block fails with it).
+ * In CI a missing peer must show up as a FAILED test, whatever the caller does next: a failing hook alone can
+ * leave its tests merely "skipped" in a summary. So while the test file is being collected, register one test
+ * that fails with the message. Outside collection (called from a test or hook) registering is not allowed;
+ * `check()` still throws there.
+ */
+function registerCiFailure(names: readonly PeerName[], message: string): void {
+  try {
+    test(`required interop peers are installed: ${names.join(', ')}`, () => {
+      throw new Error(`${message} (CI=true: interop tests are mandatory)`)
+    })
+  } catch {
+    // not in collection
+  }
+}
+
+/**
+ * `describe` gated on peers: skipped locally when one is missing; in CI every test in the block fails with
+ * the gate's message (a `beforeEach` throws it), next to the failing test {@link requirePeers} registers.
  */
 export function describePeers(title: string, names: readonly PeerName[], body: () => void): void {
   const gate = requirePeers(...names)
   describe.skipIf(gate.skip)(title, () => {
-    beforeAll(() => gate.check())
+    beforeEach(() => gate.check())
     body()
   })
 }
