@@ -3,6 +3,7 @@
  * the peers talk to each other, and everything is gone afterwards.
  */
 import {existsSync, statSync} from 'node:fs'
+import {createServer} from 'node:net'
 import {afterAll, afterEach, beforeAll, describe, expect, test} from 'vitest'
 import {
   type AiosmtpdLmtp,
@@ -71,9 +72,15 @@ describe('gating', () => {
     }
   })
 
-  test('freePort gives distinct bindable loopback ports', async () => {
-    const ports = await Promise.all([freePort(), freePort(), freePort()])
-    for (const p of ports) expect(p).toBeGreaterThan(1023)
+  test('freePort returns an unprivileged port that can then be bound on 127.0.0.1', async () => {
+    const port = await freePort()
+    expect(port).toBeGreaterThan(1023)
+    const server = createServer()
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({port, host: '127.0.0.1', exclusive: true}, resolve)
+    })
+    await new Promise<void>((resolve) => server.close(() => resolve()))
   })
 
   test('tempDir is reachable by other users and cleaned up', async () => {
