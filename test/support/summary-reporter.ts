@@ -24,6 +24,10 @@ export default class SummaryReporter implements Reporter {
       }
       // A module with errors of its own (it did not load, or a hook threw) is a failure even if no test ran.
       if (mod.errors().length > 0 && (ran === 0 || mod.state() === 'failed')) failed++
+      // So is a suite whose beforeAll/afterAll threw: its tests may show as skipped, but the suite failed.
+      for (const suite of mod.children.allSuites()) {
+        if (suite.errors().length > 0) failed++
+      }
     }
     failed += unhandledErrors.length
     const tail = skipped > 0 ? `, ${skipped} skipped` : ''
