@@ -18,7 +18,8 @@ export default class Replay extends BaseCommand {
 .jsonl files), Maildirs (or a tree of them), mbox files (mboxrd), directories of .eml files and single messages.
 The kind is detected (--format forces it). Sources are read as a stream: sending starts while they are scanned.
 Without --to/--from, transcripts keep their recorded envelope and corpus messages are sent to Delivered-To, else
-X-Original-To, else To, from Return-Path (else the mbox From_ sender, else From).
+X-Original-To, else To, from Return-Path (else the mbox From_ sender, else From); those trace fields at the top
+of a stored message are left out when it is sent (the server adds its own; --keep-trace-headers keeps them).
 --generate SIZE sends generated messages of about SIZE instead (load mode; --count defaults to 1000).
 
 Bad input never stops the run: an unreadable file, a broken mbox separator or a message without headers is
@@ -61,6 +62,9 @@ any recipient's outcome changed from the recording (or a protocol violation), el
     lhlo: Flags.string({description: 'name to give in LHLO (default: this host\'s name)'}),
     timeout: Flags.string({description: 'how long to wait for the connection and each reply, e.g. 60s (default 60s)', default: '60s'}),
     'reconnect-for': Flags.string({description: 'keep reconnecting to a server that went away for this long', default: '30s'}),
+    'keep-trace-headers': Flags.boolean({
+      description: 'corpus: keep the Return-Path / Delivered-To / X-Original-To fields at the top of each message (by default they are left out: the server adds its own)',
+    }),
     progress: Flags.boolean({description: 'show a progress bar on stderr (default: when stderr is a terminal)', allowNo: true}),
   }
 
@@ -105,7 +109,7 @@ any recipient's outcome changed from the recording (or a protocol violation), el
     const input: ReplayOptions['input'] =
       generateSize !== undefined
         ? () => generateMessages({size: generateSize, from: from ?? `lmtp-replay@${os.hostname()}`, to: to!})
-        : () => readSources(sources, {format})
+        : () => readSources(sources, {format, keepTrace: flags['keep-trace-headers']})
     const bar = new ProgressBar()
     const showProgress = flags.progress ?? bar.enabled
     const controller = new AbortController()
@@ -148,6 +152,7 @@ any recipient's outcome changed from the recording (or a protocol violation), el
       process.off('SIGINT', onSigint)
     }
     if (!this.jsonEnabled()) this.log(renderSummary(summary))
+    if (summary.aborted) this.logToStderr(`lmtp: ${summary.aborted}`)
     // oclif prints the returned summary for --json; the exit code travels separately.
     process.exitCode = summary.exitCode
     return summary

@@ -190,3 +190,29 @@ function splitOutsideQuotes(s: string, sep: string): string[] {
   parts.push(cur)
   return parts
 }
+
+const TRACE = /^(return-path|delivered-to|x-original-to)[ \t]*:/i
+
+/**
+ * Length of the trace block a delivery agent put at the top of a stored message: the leading run of
+ * Return-Path, Delivered-To and X-Original-To fields (with their continuation lines). Replay leaves them out
+ * by default: the receiving server adds its own, and a Delivered-To naming the recipient looks like a loop.
+ */
+export function leadingTraceLength(buf: Buffer): number {
+  let pos = 0
+  let inTrace = false
+  while (pos < buf.length) {
+    const nl = buf.indexOf(0x0a, pos)
+    if (nl < 0) return pos
+    const first = buf[pos]
+    if (first === 0x20 || first === 0x09) {
+      if (!inTrace) return pos
+    } else {
+      const head = buf.subarray(pos, Math.min(nl, pos + 20)).toString('latin1')
+      if (!TRACE.test(head)) return pos
+      inTrace = true
+    }
+    pos = nl + 1
+  }
+  return pos
+}

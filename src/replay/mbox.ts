@@ -13,7 +13,14 @@
  * separator without a sender and date, a message without headers.
  */
 import {createReadStream} from 'node:fs'
-import {envelopeFromHeaders, HeaderError, type HeaderField, MAX_HEADER_BLOCK, parseHeaderBlock} from './headers.js'
+import {
+  envelopeFromHeaders,
+  HeaderError,
+  type HeaderField,
+  leadingTraceLength,
+  MAX_HEADER_BLOCK,
+  parseHeaderBlock,
+} from './headers.js'
 import type {OpenedMessage, SourceEntry} from './item.js'
 import {fsReason} from './item.js'
 
@@ -23,6 +30,8 @@ export interface MboxOptions {
   bufferLimit?: number
   /** Read chunk size (default 1 MiB; tests use tiny ones). */
   chunkSize?: number
+  /** Keep the leading Return-Path / Delivered-To / X-Original-To fields (default: left out, see headers.ts). */
+  keepTrace?: boolean
 }
 
 const FROM_ = Buffer.from('From ')
@@ -87,16 +96,18 @@ export async function* readMbox(file: string, options: MboxOptions = {}): AsyncG
       return
     }
     let fields: HeaderField[]
+    let skip = 0
     try {
       const block = Buffer.concat(m.header)
       fields = parseHeaderBlock(block.subarray(0, Math.min(block.length, size)))
+      if (!options.keepTrace) skip = Math.min(leadingTraceLength(block), size)
     } catch (err) {
       out.push({problem: {source: file, line: m.line, reason: err instanceof HeaderError ? err.message : String(err)}})
       return
     }
     const env = envelopeFromHeaders(fields, m.sender)
-    const buffered = m.parts ? Buffer.concat(m.parts).subarray(0, size) : undefined
-    const start = m.start
+    const buffered = m.parts ? Buffer.concat(m.parts).subarray(skip, size) : undefined
+    const start = m.start + skip
     const end = m.start + size
     out.push({
       item: {

@@ -1,16 +1,17 @@
 /**
  * One message in one file (a .eml file, a file in a Maildir's new/ or cur/): opened once, its header block
- * read to derive the envelope, and the rest streamed from the same file handle.
+ * read to derive the envelope, and the rest streamed from the same file handle. The leading trace fields
+ * (Return-Path, Delivered-To, X-Original-To) are left out unless `keepTrace`: see leadingTraceLength.
  */
 import {type FileHandle, open} from 'node:fs/promises'
-import {envelopeFromHeaders, HeaderError, headerEnd, MAX_HEADER_BLOCK, parseHeaderBlock} from './headers.js'
+import {envelopeFromHeaders, HeaderError, headerEnd, leadingTraceLength, MAX_HEADER_BLOCK, parseHeaderBlock} from './headers.js'
 import {fsReason, InputError, type OpenedMessage, type ReplayItem, type SourceKind} from './item.js'
 
 const READ_SIZE = 256 * 1024
 
 /** An item for a message file. */
-export function messageFileItem(file: string, kind: SourceKind): ReplayItem {
-  return {source: file, kind, open: () => openMessageFile(file)}
+export function messageFileItem(file: string, kind: SourceKind, keepTrace = false): ReplayItem {
+  return {source: file, kind, open: () => openMessageFile(file, keepTrace)}
 }
 
 /**
@@ -18,7 +19,7 @@ export function messageFileItem(file: string, kind: SourceKind): ReplayItem {
  * returns a body that replays the bytes already read and then streams the rest. Throws InputError for an
  * unreadable file, an empty one, or one without headers.
  */
-export async function openMessageFile(file: string): Promise<OpenedMessage> {
+export async function openMessageFile(file: string, keepTrace = false): Promise<OpenedMessage> {
   let fh: FileHandle
   try {
     fh = await open(file, 'r')
@@ -52,9 +53,10 @@ export async function openMessageFile(file: string): Promise<OpenedMessage> {
     if (have === 0) throw new HeaderError('the file is empty')
     const fields = parseHeaderBlock(head.subarray(0, end < 0 ? head.length : end))
     const env = envelopeFromHeaders(fields)
+    const skip = keepTrace ? 0 : leadingTraceLength(head.subarray(0, end < 0 ? head.length : end))
     async function* body(): AsyncGenerator<Buffer> {
       try {
-        yield head
+        yield skip > 0 ? head.subarray(skip) : head
         if (eof) return
         for (;;) {
           const buf = Buffer.allocUnsafe(READ_SIZE)

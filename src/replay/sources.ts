@@ -27,6 +27,8 @@ export type SourceFormat = (typeof SOURCE_FORMATS)[number]
 export interface SourceOptions {
   format?: SourceFormat
   mbox?: MboxOptions
+  /** Keep the leading trace fields of corpus messages (default: left out; see headers.ts). */
+  keepTrace?: boolean
 }
 
 /** The kind of a single file, from its first bytes (and its name for .mbox). */
@@ -92,13 +94,13 @@ async function* readFile(file: string, format: SourceFormat, options: SourceOpti
   } else kind = format
   switch (kind) {
     case 'mbox':
-      yield* readMbox(file, options.mbox)
+      yield* readMbox(file, {...options.mbox, keepTrace: options.keepTrace})
       break
     case 'transcript':
       yield* readTranscript(file)
       break
     case 'eml':
-      yield {item: messageFileItem(file, 'eml')}
+      yield {item: messageFileItem(file, 'eml', options.keepTrace)}
       break
     default:
       yield {ignored: file}
@@ -159,7 +161,7 @@ async function* walkMaildir(dir: string, format: SourceFormat, options: SourceOp
         if (entry.name.startsWith('.')) continue
         const p = path.join(d, entry.name)
         if (entry.isDirectory()) continue
-        yield {item: messageFileItem(p, 'maildir')}
+        yield {item: messageFileItem(p, 'maildir', options.keepTrace)}
       }
     } catch (err) {
       yield {problem: {source: d, reason: `cannot read the directory: ${fsReason(err)}`}}

@@ -9,7 +9,7 @@ import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
-import {envelopeFromHeaders, headerEnd, parseAddressList, parseHeaderBlock} from '../../src/replay/headers.js'
+import {envelopeFromHeaders, headerEnd, leadingTraceLength, parseAddressList, parseHeaderBlock} from '../../src/replay/headers.js'
 import type {ReplayItem, SourceEntry} from '../../src/replay/item.js'
 import {readMbox, unescapeMboxrd} from '../../src/replay/mbox.js'
 import {detectFileKind, readSources} from '../../src/replay/sources.js'
@@ -83,6 +83,16 @@ describe('headers', () => {
     expect(() => parseHeaderBlock(Buffer.from(input))).toThrow(/no headers/)
   })
 
+  test.each([
+    ['Return-Path: <a@x>\r\nDelivered-To: b@x\r\nSubject: s\r\n\r\n', 39],
+    ['X-Original-To: b@x\nDelivered-To: b@x\nReceived: from x\n\tby y\nDelivered-To: c@x\n\n', 37],
+    ['Delivered-To: b@x,\n c@x\nTo: d@x\n\n', 24],
+    ['Subject: s\nDelivered-To: b@x\n\n', 0],
+    ['Delivered-To: b@x', 0],
+  ])('leadingTraceLength(%j) = %d', (input, n) => {
+    expect(leadingTraceLength(Buffer.from(input))).toBe(n)
+  })
+
   test('folded and 8-bit values', () => {
     const f = parseHeaderBlock(Buffer.from('Subject: Grüße\r\n  aus Köln\r\n', 'utf8'))
     expect(f).toEqual([{name: 'Subject', value: 'Grüße aus Köln'}])
@@ -122,9 +132,10 @@ const MBOX = [
   'third body, no final newline',
 ].join('\n')
 
+// The leading trace fields (Return-Path, Delivered-To) give the envelope and are left out of the message.
 const WANT_BODIES = [
-  'Return-Path: <alice@example.com>\nTo: bob@example.com\nSubject: one\n\nfirst body\nFrom the start of a line\n>From twice escaped\n> From not an escape\n',
-  'Delivered-To: carol@example.com\nSubject: two\n\nsecond body\n',
+  'To: bob@example.com\nSubject: one\n\nfirst body\nFrom the start of a line\n>From twice escaped\n> From not an escape\n',
+  'Subject: two\n\nsecond body\n',
   'To: frank@example.com\nSubject: three\n\nthird body, no final newline',
 ]
 
@@ -146,6 +157,13 @@ describe('mbox', () => {
       ['', ['carol@example.com']],
       ['erin@example.com', ['frank@example.com']],
     ])
+  })
+
+  test('--keep-trace-headers keeps them', async () => {
+    const file = path.join(dir, 'keep.mbox')
+    await writeFile(file, MBOX)
+    const {items} = await collect(readMbox(file, {keepTrace: true}))
+    expect((await text(items[1]!)).body).toBe('Delivered-To: carol@example.com\nSubject: two\n\nsecond body\n')
   })
 
   test('text before the first separator is reported at line 1 and skipped', async () => {
