@@ -46,10 +46,19 @@ export function renderSummary(s: ReplaySummary, options: {maxProblems?: number; 
   if (s.compare) {
     const k = s.compare
     out.push(`compare     ${k.compared} compared, ${k.unchanged} unchanged, ${k.changed} changed${k.notComparable ? `, ${k.notComparable} not comparable` : ''}`)
-    for (const ch of k.changes.slice(0, options.maxChanges ?? 50)) {
+    // The same change for the same recipient is shown once, with a count and its first source.
+    const groups = new Map<string, {line: string; source: string; n: number}>()
+    for (const ch of k.changes) {
       const was = ch.recorded.code === undefined ? 'no outcome' : `${ch.recorded.code}${ch.recorded.enhanced ? ` ${ch.recorded.enhanced}` : ''}`
-      out.push(`  changed   ${ch.recipient} (${ch.source}): recorded ${was}, now ${ch.now.code}${ch.now.enhanced ? ` ${ch.now.enhanced}` : ''} ${ch.now.text}`)
+      const line = `${ch.recipient}: recorded ${was}, now ${ch.now.code}${ch.now.enhanced ? ` ${ch.now.enhanced}` : ''} ${ch.now.text}`
+      const g = groups.get(line)
+      if (g) g.n++
+      else groups.set(line, {line, source: ch.source, n: 1})
     }
+    for (const g of [...groups.values()].slice(0, options.maxChanges ?? 50)) {
+      out.push(`  changed   ${g.line}${g.n > 1 ? ` (x${g.n}, first in ${g.source})` : ` (${g.source})`}`)
+    }
+    if (k.changed > k.changes.length) out.push(`  ... (${k.changed} changes in all; --report lists every one)`)
   }
   if (s.violations.count > 0) {
     out.push(`violations  ${s.violations.count}`)
