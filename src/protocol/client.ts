@@ -191,6 +191,7 @@ export class LmtpClient {
   async start(): Promise<Reply> {
     const greeting = await this.next(this.timeouts.greeting, 'the greeting')
     this.greeting = greeting
+    if (this.received.length > 0) throw this.outOfTurn('before any command was sent')
     if (greeting.code !== 220) {
       throw new LmtpClientError('refused', `server refused the session: ${greeting.code} ${replyText(greeting)}`, greeting)
     }
@@ -343,9 +344,22 @@ export class LmtpClient {
     })
   }
 
+  /**
+   * A reply arrived when none was due (every earlier reply was consumed, or the body was still being sent). The
+   * reply stream can no longer be matched to commands (a 250 could be credited to the wrong recipient), so the
+   * session ends; returns the error to throw.
+   */
+  private outOfTurn(when: string): LmtpClientError {
+    const err = new LmtpClientError('protocol', `the server sent a reply ${when} (out of turn): closing the session`)
+    this.lose(err)
+    this.stream.destroy()
+    return err
+  }
+
   /** Sends one command and waits for its reply. */
   async command(cmd: OutgoingCommand, timeoutMs = this.timeouts.command): Promise<Reply> {
     if (this.failure) throw this.failure
+    if (this.received.length > 0) throw this.outOfTurn(`before ${cmd.verb} was sent`)
     this.writeLine(cmd)
     return this.next(timeoutMs, cmd.verb)
   }
@@ -417,6 +431,8 @@ export class LmtpClient {
     const pipelining = (req.pipelining ?? true) && caps.pipelining
     const bdat = req.bdat === true
     if (bdat && !caps.chunking) throw new LmtpClientError('refused', 'the server does not offer CHUNKING (BDAT)')
+    if (this.failure) throw this.failure
+    if (this.received.length > 0) throw this.outOfTurn('before MAIL was sent')
     const results: (RecipientResult | undefined)[] = new Array(req.to.length)
     const accepted: number[] = []
     const timings: TransactionTimings = {mailMs: 0, rcptMs: 0, dataMs: 0, deliveryMs: 0, totalMs: 0}
@@ -517,6 +533,10 @@ export class LmtpClient {
       } else {
         const r = await this.command({verb: 'DATA'}, this.timeouts.dataInit)
         result.data = r
+        if (r.code < 400 && r.code !== 354) {
+          // A 2xx to DATA is not "delivered": no body was sent. Nobody's outcome is known.
+          throw this.outOfTurn(`${r.code} to DATA instead of 354`)
+        }
         if (r.code !== 354) {
           // No body is sent after a refused DATA.
           for (const i of accepted) results[i] = this.dataFailure(i, req.to[i]!, r, dataAt)
@@ -524,6 +544,8 @@ export class LmtpClient {
         }
         const enc = new DataEncoder()
         for await (const piece of req.body) await this.writeBody(enc.push(toBuffer(piece)))
+        // Replies that came while the body was being sent (before its end was even written) cannot be about it.
+        if (this.received.length > 0) throw this.outOfTurn('before the end of the message data was sent')
         await this.writeBody(enc.end())
         result.bytes = enc.messageSize
       }
