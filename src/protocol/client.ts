@@ -431,7 +431,6 @@ export class LmtpClient {
     const pipelining = (req.pipelining ?? true) && caps.pipelining
     const bdat = req.bdat === true
     if (bdat && !caps.chunking) throw new LmtpClientError('refused', 'the server does not offer CHUNKING (BDAT)')
-    if (this.failure) throw this.failure
     if (this.received.length > 0) throw this.outOfTurn('before MAIL was sent')
     const results: (RecipientResult | undefined)[] = new Array(req.to.length)
     const accepted: number[] = []

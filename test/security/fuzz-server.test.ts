@@ -248,7 +248,7 @@ afterAll(async () => {
 })
 
 /** Runs one generated session against the server and checks it against the model; throws on a violation. */
-async function runSession(input: fc.RecordValue<{lhloFirst: boolean; steps: Step[]; cuts: number[]}>): Promise<void> {
+async function runSession(input: {lhloFirst: boolean; steps: Step[]; cuts: number[]}): Promise<void> {
   const c = await Conn.open(srv.port)
   let got = 0
   let greeted = false
