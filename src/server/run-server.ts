@@ -8,8 +8,8 @@ import {MaildirBackend, type OverQuotaMode} from '../delivery/maildir-backend.js
 import {UsersFileError, loadUsersFile} from '../delivery/users.js'
 import type {Target} from '../net/target.js'
 import {EventBus} from '../protocol/events.js'
-import {type EventsTarget, openEventFeed} from './event-feed.js'
 import {SessionRecorder} from '../replay/recorder.js'
+import {type EventsTarget, openEventFeed} from './event-feed.js'
 import {type LogFormat, attachLogger} from './logger.js'
 import {ListenError, LmtpServer} from './server.js'
 import {ServerStats, type ServerTotals} from './stats.js'
@@ -54,6 +54,8 @@ export interface ServeSummary {
 
 /** Starts the server, runs until stopped, returns the summary. Startup problems are CliErrors. */
 export async function runServer(o: ServeOptions): Promise<ServeSummary> {
+  // Listen for SIGTERM/SIGINT from the start: a signal during startup then stops the server once it is up.
+  const signal = o.until ?? waitForSignal()
   let users: Awaited<ReturnType<typeof loadUsersFile>> | undefined
   if (o.usersFile) {
     try {
@@ -126,7 +128,6 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
   o.log(ready)
   o.onReady?.(server, bus)
 
-  const signal = o.until ?? waitForSignal()
   await signal
   o.log(o.logFormat === 'json' ? JSON.stringify({level: 'info', event: 'stopping'}) : 'lmtp serve: stopping (finishing transactions in flight)')
   await server.stop(o.shutdownGraceMs)
