@@ -62,7 +62,7 @@ describe.skipIf(gate.skip)('bench harness smoke (tiny counts)', () => {
       expect(Number.isFinite(m.median) && m.median > 0, `${m.side} in ${m.case}: ${m.median}`).toBe(true)
     }
     const names = ['lmtp send / swaks', 'serve / dovecot', ...(cc ? ['serve / durable limit (C)'] : []), 'serve / smtp-sink']
-    expect(results.ratios.map((r) => r.name).sort()).toEqual(names)
+    expect(results.ratios.filter((r) => r.scenario <= 1 || r.scenario === 6).map((r) => r.name).sort()).toEqual(names)
   })
 
   test('scenario 4 reports memory; scenarios 3 and 5 run or say why not', () => {
