@@ -44,7 +44,7 @@ describePeers('lmtp serve behind real peers', ['postfix', 'swaks', 'python3', 's
     const users = path.join(srv.dir, 'users')
     await writeFile(
       users,
-      ['alice@example.com', 'bob@example.com', 'small@example.com quota=3K', 'small2@example.com quota=3K', 'small3@example.com quota=3K', 'py@example.com', 'swaks@example.com', 'swaks2@example.com', 'user@example.com', '2user@example.com'].join('\n'),
+      ['alice@example.com', 'bob@example.com', 'small@example.com quota=3K', 'small2@example.com quota=3K', 'small3@example.com quota=3K', 'small4@example.com quota=3K', 'py@example.com', 'swaks@example.com', 'swaks2@example.com', 'user@example.com', '2user@example.com'].join('\n'),
     )
     await srv.stop()
     srv = await startServe({maildir: srv.root, usersFile: users})
@@ -57,16 +57,20 @@ describePeers('lmtp serve behind real peers', ['postfix', 'swaks', 'python3', 's
     }
   })
 
-  for (const via of ['inet', 'unix'] as const) {
-    test(`Postfix local_transport = lmtp:${via}: two recipients sent, the over-quota one deferred 4.2.2`, async () => {
-      const small = via === 'inet' ? 'small@example.com' : 'small2@example.com'
+  for (const [transport, via] of [
+    ['local', 'inet'],
+    ['local', 'unix'],
+    ['virtual', 'inet'],
+  ] as const) {
+    test(`Postfix ${transport}_transport = lmtp:${via}: two recipients sent, the over-quota one deferred 4.2.2`, async () => {
+      const small = transport === 'virtual' ? 'small4@example.com' : via === 'inet' ? 'small@example.com' : 'small2@example.com'
       await fill(small)
       const before = {alice: await filesOf('example.com/alice'), bob: await filesOf('example.com/bob')}
       let postfix: Postfix | undefined
       try {
         postfix = await startPostfix({
           lmtpTarget: via === 'inet' ? {port: srv.port} : {socketPath: srv.socketPath},
-          transport: 'local',
+          transport,
         })
         const r = await runSwaks([
           '--server', '127.0.0.1', '--port', String(postfix.smtpPort),
