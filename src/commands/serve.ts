@@ -7,6 +7,7 @@ import {runServer, type ServeOptions, type ServeSummary} from '../server/run-ser
 import {chooseDefaultEventsPath} from '../server/event-feed.js'
 import {TargetError, parseTarget} from '../net/target.js'
 import {UnitSyntaxError, parseSize} from '../util/units.js'
+import {drawLiveOnTerminal} from '../cli/terminal.js'
 
 /** `lmtp serve`: an LMTP server delivering durably into Maildir. */
 export default class Serve extends BaseCommand {
@@ -98,6 +99,7 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
     if (flags.tui) {
       if (process.stdout.isTTY !== true) throw new CliError('--tui needs a terminal: run it in one, or use lmtp watch from another', EXIT.usage)
       // Ink and React load only here, so a plain `serve` starts fast.
+      drawLiveOnTerminal()
       const {startServeTui} = await import('../ui/serve-tui.js')
       const tui = startServeTui({hostname: options.hostname})
       const before = options.onReady

@@ -4,6 +4,7 @@ import {CliError, EXIT} from '../cli/exit-codes.js'
 import {SocketFeed} from '../watch/feed-client.js'
 import {defaultEventsPaths} from '../watch/feed-format.js'
 import {streamJson} from '../watch/json-stream.js'
+import {drawLiveOnTerminal} from '../cli/terminal.js'
 
 /** `lmtp watch`: a live dashboard of a running `lmtp serve` (or its raw event feed as NDJSON). */
 export default class Watch extends BaseCommand {
@@ -42,6 +43,7 @@ With --json, or when stdout is not a terminal, it prints the feed's NDJSON lines
       if (error) throw new CliError(`${error}: start lmtp serve, or pass --events PATH`, EXIT.unavailable)
       return
     }
+    drawLiveOnTerminal()
     const {runDashboard} = await import('../ui/render-watch.js')
     const dashboard = runDashboard(feed)
     await Promise.race([dashboard.done, feed.done])
