@@ -152,8 +152,13 @@ describe.skipIf(!cliBuilt())('crash safety: SIGKILL under load', () => {
     )
     const ackedBefore: number[] = []
     for (let k = 0; k < KILLS; k++) {
-      // A random moment: from just after startup to well into steady load.
-      await new Promise((r) => setTimeout(r, 100 + Math.floor(rnd() * 600)))
+      // Progress first (at least 5 new acknowledgements since the last restart, however slow the machine),
+      // so every kill lands under load; then a random moment on top.
+      const base = ledger.acked.length
+      for (let waited = 0; ledger.acked.length < base + 5 && waited < 60_000; waited += 20) {
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      await new Promise((r) => setTimeout(r, Math.floor(rnd() * 400)))
       const exit = await killAndWait(current)
       expect(exit.signal).toBe('SIGKILL')
       ackedBefore.push(ledger.acked.length)
