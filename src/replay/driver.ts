@@ -164,8 +164,6 @@ class RunAbort extends Error {
 
 interface Session {
   client: LmtpClient
-  /** The socket the client writes to (the TLS socket after STARTTLS), corked to batch small writes. */
-  wire: net.Socket
   caps: Capabilities
   probe: Probe
   sent: number
@@ -293,7 +291,6 @@ export async function runReplay(o: ReplayOptions): Promise<ReplaySummary> {
   const openSession = async (): Promise<Session> => {
     const start = performance.now()
     const socket = await connectTarget(o.target, o.timeouts?.greeting ?? 30_000)
-    let wire: net.Socket = socket
     const probe = new Probe()
     const client = new LmtpClient(socket, {timeouts: o.timeouts, emit: probe.emit})
     try {
@@ -305,11 +302,7 @@ export async function runReplay(o: ReplayOptions): Promise<ReplaySummary> {
       if (o.starttls) {
         if (!caps.startTls) throw new RunAbort(`${server} does not offer STARTTLS (drop --starttls, or enable TLS on the server)`, EXIT.unavailable)
         try {
-          await client.startTls(async (plain) => {
-            const secure = await upgrade(plain)
-            wire = secure as net.Socket
-            return secure
-          })
+          await client.startTls(upgrade)
         } catch (err) {
           if (err instanceof LmtpClientError) throw err
           throw new RunAbort(
@@ -321,7 +314,7 @@ export async function runReplay(o: ReplayOptions): Promise<ReplaySummary> {
       }
       if (o.bdat && !caps.chunking) throw new RunAbort(`${server} does not offer CHUNKING, so --bdat cannot be used`, EXIT.unavailable)
       connections.opened++
-      return {client, wire, caps, probe, sent: 0}
+      return {client, caps, probe, sent: 0}
     } catch (err) {
       client.close()
       throw err
@@ -435,39 +428,27 @@ export async function runReplay(o: ReplayOptions): Promise<ReplaySummary> {
     const bdat = o.bdat === true || (item.via === 'BDAT' && caps.chunking)
     const verify = s.sent === 0
     let bodyEnd: number | undefined
-    // Small writes are batched by corking the socket until the end of the tick: the pipelined envelope goes
-    // out in one segment, and so does a small body with its end-of-data mark. A write is never made while
-    // corked if it could fill the socket buffer (the client would then wait for a drain that cannot come).
-    const wire = s.wire
-    const room = (n: number): boolean => wire.writableLength + 2 * n + 16 < wire.writableHighWaterMark
-    let corked = false
-    const uncorkSoon = (): void => {
-      if (!corked) return
-      corked = false
-      process.nextTick(() => wire.uncork())
-    }
+    // The client writes each pipelined group (MAIL, RCPTs, DATA) and a small body with its end mark in one write.
     async function* timed(): AsyncGenerator<Buffer> {
       for await (const b of msg.body) {
         bytes += b.length
-        if (corked && !room(b.length)) {
-          corked = false
-          wire.uncork()
-        }
-        if (!corked && room(b.length)) {
-          wire.cork()
-          corked = true
-        }
         yield b
       }
       bodyEnd = performance.now()
-      uncorkSoon()
     }
     s.probe.reset()
-    wire.cork()
-    process.nextTick(() => wire.uncork())
     let result: TransactionResult
     try {
-      result = await s.client.send({from, to, params, body: timed(), bdat, pipelining: o.pipelining, verifyReplyCount: verify})
+      result = await s.client.send({
+        from,
+        to,
+        params,
+        body: timed(),
+        bdat,
+        pipelining: o.pipelining,
+        pipelineData: true,
+        verifyReplyCount: verify,
+      })
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err)
       result = {
@@ -487,10 +468,6 @@ export async function runReplay(o: ReplayOptions): Promise<ReplaySummary> {
         timings: {mailMs: 0, rcptMs: 0, dataMs: 0, deliveryMs: 0, totalMs: 0},
       }
       s.client.close()
-    }
-    if (corked) {
-      corked = false
-      wire.uncork()
     }
     s.sent++
     recordTimings(s, result, bodyEnd, bdat, verify)
