@@ -1,4 +1,17 @@
 #!/usr/bin/env node
-import {execute} from '@oclif/core'
-
-await execute({dir: import.meta.url})
+// `lmtp send` is often run once per message from scripts: a plain send command line skips loading oclif
+// (see src/client/send-fast.ts); everything else, and any send line it does not fully understand, goes to oclif.
+const argv = process.argv.slice(2)
+let done = false
+if (argv[0] === 'send') {
+  // A dist/ built before the fast path existed simply takes the oclif route.
+  const fast = await import('../dist/client/send-fast.js').catch((err) => {
+    if (err?.code === 'ERR_MODULE_NOT_FOUND') return undefined
+    throw err
+  })
+  if (fast) done = await fast.sendFast(argv.slice(1))
+}
+if (!done) {
+  const {execute} = await import('@oclif/core')
+  await execute({dir: import.meta.url})
+}
