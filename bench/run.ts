@@ -9,6 +9,8 @@
  *                    [--out FILE] [--quick]
  *
  * --baseline REF also builds the git ref REF and measures it beside the working tree (before/after, one run).
+ * --variant NAME=VALUE[,NAME=VALUE] (repeatable) also measures the working tree's serve with that environment
+ * (e.g. `--variant LMTP_WRITER_THREADS=0`), as another `serve@...` side of the same comparisons.
  */
 import {mkdir, writeFile} from 'node:fs/promises'
 import net from 'node:net'
@@ -47,6 +49,8 @@ export interface BenchOptions {
   sizes: number[]
   scenarios: number[]
   baseline?: string
+  /** Environments of extra serve sides (`--variant`). */
+  variants: Record<string, string>[]
   bigMessage: number
   idle: number
   /** Open-loop rate of scenario 5, messages/s. */
@@ -64,6 +68,7 @@ function parseArgs(argv: string[]): BenchOptions {
     bigMessage: 200_000_000,
     idle: 1000,
     latencyRate: 100,
+    variants: [],
   }
   const list = (v: string) => v.split(',').map((x) => Number(x.trim()))
   for (let i = 0; i < argv.length; i++) {
@@ -79,6 +84,15 @@ function parseArgs(argv: string[]): BenchOptions {
     else if (a === '--sizes') o.sizes = list(v())
     else if (a === '--scenarios') o.scenarios = list(v())
     else if (a === '--baseline') o.baseline = v()
+    else if (a === '--variant') {
+      const env: Record<string, string> = {}
+      for (const kv of v().split(',')) {
+        const eq = kv.indexOf('=')
+        if (eq <= 0) throw new Error(`--variant expects NAME=VALUE[,NAME=VALUE], got ${kv}`)
+        env[kv.slice(0, eq)] = kv.slice(eq + 1)
+      }
+      o.variants.push(env)
+    }
     else if (a === '--big-message') o.bigMessage = Number(v())
     else if (a === '--idle') o.idle = Number(v())
     else if (a === '--latency-rate') o.latencyRate = Number(v())
@@ -432,6 +446,12 @@ async function memoryScenario(o: BenchOptions, build: CliBuild, measurements: Me
 export async function runBench(o: BenchOptions, command: string): Promise<BenchResults> {
   const started = Date.now()
   const builds = [await buildCli()]
+  for (const env of o.variants) {
+    const label = Object.entries(env)
+      .map(([k, val]) => `${k}=${val}`)
+      .join(',')
+    builds.push({...builds[0]!, label, env, cleanup: async () => undefined})
+  }
   if (o.baseline) builds.push(await buildCli(o.baseline))
   const have = {
     dovecot: findExecutable('dovecot') !== undefined && process.getuid?.() === 0,

@@ -23,6 +23,8 @@ export interface CliBuild {
   hasCommand(name: string): boolean
   /** Removes the temp package. */
   cleanup(): Promise<void>
+  /** Extra environment for the processes started from this build (`--variant`). */
+  env?: Record<string, string>
 }
 
 /** The project root (the directory holding package.json). */

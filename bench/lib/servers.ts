@@ -56,7 +56,7 @@ export async function startServe(build: CliBuild, options: ServeStartOptions = {
       '--max-connections',
       String(options.maxConnections ?? 256),
     ]
-    const proc = new PeerProcess('lmtp serve', process.execPath, args, {OCLIF_SKIP_NEW_VERSION_CHECK: 'true'})
+    const proc = new PeerProcess('lmtp serve', process.execPath, args, {OCLIF_SKIP_NEW_VERSION_CHECK: 'true', ...build.env})
     try {
       await waitForListening({port}, {process: proc, greeting: true})
     } catch (err) {

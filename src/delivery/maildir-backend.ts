@@ -85,6 +85,8 @@ export class MaildirBackend implements Backend {
   private readonly options: MaildirBackendOptions
   private readonly locks = new KeyedMutex()
   private readonly host: string
+  /** The root with its own symlinks resolved (an operator may point the root anywhere), for checkNoLinks. */
+  private realRoot: Promise<string> | undefined
 
   constructor(options: MaildirBackendOptions) {
     this.options = options
@@ -257,6 +259,22 @@ export class MaildirBackend implements Backend {
    * error (ELOOP or ENOTDIR) becomes a 4xx for this recipient only.
    */
   private async checkNoLinks(mailbox: ResolvedMailbox): Promise<void> {
+    // Fast path for an existing Maildir: three realpath calls at once (each one thread-pool job in which libc
+    // walks every component) instead of five lstat round trips one after the other. When each of tmp/, new/
+    // and cur/ resolves to exactly the path it has under the (resolved) root, no component below the root is
+    // a symlink. Anything else (missing directories, a link) takes the component-by-component walk below,
+    // which also gives the precise error.
+    try {
+      this.realRoot ??= fsp.realpath(this.root)
+      const realRoot = await this.realRoot
+      const rel = path.relative(this.root, mailbox.dir)
+      const subs = ['tmp', 'new', 'cur']
+      const real = await Promise.all(subs.map((sub) => fsp.realpath(path.join(mailbox.dir, sub))))
+      if (real.every((r, i) => r === path.join(realRoot, rel, subs[i]!))) return
+    } catch {
+      // Fall through to the walk.
+    }
+    this.realRoot = undefined
     const check = async (p: string): Promise<boolean> => {
       let st: import('node:fs').Stats
       try {
