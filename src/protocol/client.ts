@@ -151,7 +151,9 @@ interface Waiter {
 const CRLF = '\r\n'
 
 /** Body octets gathered before a write (smaller messages go out whole, with their end mark). */
-const BODY_BATCH = 64 * 1024
+const BODY_BATCH = 256 * 1024
+/** Up to this size gathered pieces are copied into one buffer; above it they go out in one writev, uncopied. */
+const COPY_LIMIT = 16 * 1024
 
 /** The synthesized result for a recipient the server never answered for. */
 function lostResult(index: number, recipient: string, stage: Stage, why: string): RecipientResult {
@@ -334,6 +336,23 @@ export class LmtpClient {
     if (data.length === 0) return
     if (this.failure) throw this.failure
     if (this.stream.write(data)) return
+    await this.drained()
+  }
+
+  /** Writes gathered pieces in one system call: copied together when small, else corked into one writev. */
+  private async writePieces(pieces: Buffer[], total: number): Promise<void> {
+    if (pieces.length === 1) return this.writeBody(pieces[0]!)
+    if (total <= COPY_LIMIT) return this.writeBody(Buffer.concat(pieces, total))
+    if (this.failure) throw this.failure
+    this.stream.cork()
+    let ok = true
+    for (const p of pieces) ok = this.stream.write(p)
+    this.stream.uncork()
+    if (!ok) await this.drained()
+  }
+
+  /** Waits for the stream to drain (bounded by the data-block timeout). */
+  private async drained(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         cleanup()
@@ -606,7 +625,7 @@ export class LmtpClient {
             held.push(out)
             heldBytes += out.length
             if (heldBytes >= BODY_BATCH) {
-              await this.writeBody(held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes))
+              await this.writePieces(held, heldBytes)
               held = []
               heldBytes = 0
             }
@@ -618,9 +637,15 @@ export class LmtpClient {
         }
         // Replies that came while the body was being sent (before its end was even written) cannot be about it.
         if (this.received.length > 0) throw this.outOfTurn('before the end of the message data was sent')
-        held.push(enc.end())
-        if (req.verifyReplyCount) held.push(Buffer.from(this.lineOf({verb: 'LHLO', domain: this.lhloName})))
-        await this.writeBody(Buffer.concat(held))
+        const tail = enc.end()
+        held.push(tail)
+        heldBytes += tail.length
+        if (req.verifyReplyCount) {
+          const marker = Buffer.from(this.lineOf({verb: 'LHLO', domain: this.lhloName}))
+          held.push(marker)
+          heldBytes += marker.length
+        }
+        await this.writePieces(held, heldBytes)
         result.bytes = enc.messageSize
       }
       endAt = Date.now()
