@@ -1,95 +1,52 @@
 /**
- * The start-up fast path of `lmtp send` (used by bin/run.js): loading oclif (its parser alone pulls in its
- * error, help and logging modules) and its configuration costs more than the whole delivery, and makes a
- * one-shot `lmtp send` several times slower than swaks. For the plain, common command lines this reads the
- * flags itself and runs the same code as the oclif command (runSend), with the same output, JSON and exit codes.
- * Anything it does not fully understand (--help, an unknown or repeated flag, a value that looks like a flag,
- * TLS options, a FILE right after --to values, ...) is left to oclif: it returns false before doing anything.
+ * The start-up fast path of `lmtp send` (used by bin/run.js). Loading oclif's whole command framework (config,
+ * plugins, help, logging) costs more than a delivery, and `lmtp send` is often run once per message from scripts.
+ * This path parses the command line with oclif's own parser and the command's own flag definitions
+ * (send-flags.ts), then runs the same code as the oclif command (runSend), with the same output, JSON and exit
+ * codes. Help, version requests and any command line the parser refuses are left to the full oclif route, which
+ * parses again and reports usage errors in its usual way: this path returns false before doing anything.
  */
+import {boolean} from '@oclif/core/flags'
+import {parse} from '@oclif/core/parser'
 import {CliError} from '../cli/exit-codes.js'
-import {type SendFlags, runSend} from './send-command.js'
+import {runSend} from './send-command.js'
+import {sendArgs, sendFlags} from './send-flags.js'
 
-/** Flags that take a value (--to may repeat). */
-const VALUE_FLAGS = new Set(['to', 'from', 'server', 'lhlo', 'timeout', 'size'])
-/** Boolean flags handled here (no `--no-` form except --no-pipelining). */
-const BOOLEAN_FLAGS = new Set(['transcript', 'bdat', 'json'])
+const fastFlags = {...sendFlags, json: boolean({description: 'format output as json'})}
 
-/** What the fast path understood of a command line, or undefined when oclif must handle it. */
+/** True when the command line asks for something only the full CLI does (help, version). */
+function wantsFullCli(argv: string[]): boolean {
+  return argv.some((a) => a === '--help' || a === '-h' || a === '--version' || a === '--')
+}
+
+/** What the fast path parsed: the flags, the file argument, and --json. */
 export interface FastSendArgs {
-  flags: SendFlags
+  flags: Parameters<typeof runSend>[0]
   file: string | undefined
   json: boolean
 }
 
-/** Reads `lmtp send` arguments (after the word `send`) the way oclif would, or returns undefined. */
-export function parseSendArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): FastSendArgs | undefined {
-  const to: string[] = []
-  const values = new Map<string, string>()
-  const booleans = new Set<string>()
-  let pipelining: boolean | undefined
-  let file: string | undefined
-  // oclif gives a repeatable flag every following word until the next flag: such a word is left to oclif.
-  let afterTo = false
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
-    if (a === '-' || !a.startsWith('-')) {
-      if (afterTo || file !== undefined) return undefined
-      file = a
-      continue
-    }
-    afterTo = false
-    if (!a.startsWith('--') || a === '--') return undefined
-    let name = a.slice(2)
-    let value: string | undefined
-    const eq = name.indexOf('=')
-    if (eq >= 0) {
-      value = name.slice(eq + 1)
-      name = name.slice(0, eq)
-      if (value === '') return undefined
-    }
-    if (VALUE_FLAGS.has(name)) {
-      if (value === undefined) {
-        value = argv[++i]
-        if (value === undefined || value.startsWith('-')) return undefined
-      }
-      if (name === 'to') {
-        to.push(value)
-        afterTo = true
-      } else {
-        if (values.has(name)) return undefined
-        values.set(name, value)
-      }
-    } else if (BOOLEAN_FLAGS.has(name) && value === undefined) {
-      if (booleans.has(name)) return undefined
-      booleans.add(name)
-    } else if ((name === 'pipelining' || name === 'no-pipelining') && value === undefined) {
-      if (pipelining !== undefined) return undefined
-      pipelining = name === 'pipelining'
-    } else return undefined
+/**
+ * Parses `lmtp send` arguments (after the word `send`) with oclif's parser and the command's flags, or returns
+ * undefined when the full CLI must handle them (help, version, or anything the parser refuses).
+ */
+export async function parseFast(argv: string[]): Promise<FastSendArgs | undefined> {
+  if (wantsFullCli(argv)) return undefined
+  try {
+    const parsed = await parse(argv, {flags: fastFlags, args: sendArgs, strict: true})
+    const {json, ...flags} = parsed.flags
+    return {flags, file: parsed.args.file, json: json === true}
+  } catch {
+    return undefined
   }
-  if (to.length === 0) return undefined
-  const flags: SendFlags = {
-    to,
-    server: values.get('server') ?? (env.LMTP_SERVER ? env.LMTP_SERVER : '127.0.0.1:24'),
-    pipelining: pipelining ?? true,
-    bdat: booleans.has('bdat'),
-    transcript: booleans.has('transcript'),
-    starttls: false,
-    'tls-insecure': false,
-  }
-  for (const name of ['from', 'lhlo', 'timeout', 'size'] as const) {
-    const v = values.get(name)
-    if (v !== undefined) flags[name] = v
-  }
-  return {flags, file, json: booleans.has('json')}
 }
 
 /**
- * Runs `lmtp send` without oclif when the command line is a plain one; returns false (having done nothing) when
- * oclif must handle it. Output and exit codes are those of the oclif command (BaseCommand's error handling).
+ * Runs `lmtp send` without loading the rest of oclif; returns false (having done nothing) when the full oclif
+ * route must handle the command line.
  */
 export async function sendFast(argv: string[]): Promise<boolean> {
-  const parsed = parseSendArgs(argv)
+  const parsed = await parseFast(argv)
   if (!parsed) return false
   const {flags, file, json} = parsed
   try {

@@ -1,6 +1,6 @@
-import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {runSend} from '../client/send-command.js'
+import {sendArgs, sendFlags} from '../client/send-flags.js'
 import type {SendReport} from '../client/send-message.js'
 
 /** `lmtp send`: deliver one message over LMTP and show each recipient's outcome, in RCPT order. */
@@ -19,25 +19,9 @@ export default class Send extends BaseCommand {
     {description: 'From stdin, with STARTTLS and BDAT, as JSON', command: 'cat message.eml | <%= config.bin %> send - --to alice@example.com --starttls --tls-ca ca.pem --bdat --json'},
   ]
 
-  static override args = {
-    file: Args.string({description: 'message file, or - for stdin (default: a generated test message)', required: false}),
-  }
+  static override args = sendArgs
 
-  static override flags = {
-    to: Flags.string({description: 'recipient (repeatable, also comma-separated); order and duplicates are kept', multiple: true, required: true}),
-    from: Flags.string({description: "envelope sender (default lmtp@<this host>; '' sends <>)"}),
-    server: Flags.string({description: 'HOST:PORT or unix:/path (port 25 is refused)', env: 'LMTP_SERVER', default: '127.0.0.1:24'}),
-    lhlo: Flags.string({description: 'name to give in LHLO (default: this host\'s name)'}),
-    starttls: Flags.boolean({description: 'require TLS: STARTTLS before sending, fail if the server does not offer it'}),
-    'tls-insecure': Flags.boolean({description: 'do not verify the server\'s certificate', dependsOn: ['starttls']}),
-    'tls-ca': Flags.string({description: 'verify the server\'s certificate with this CA file (PEM)', dependsOn: ['starttls']}),
-    bdat: Flags.boolean({description: 'send the body with BDAT (CHUNKING); fails if the server does not offer it'}),
-    'chunk-size': Flags.string({description: 'BDAT chunk size, e.g. 64K (default 1M)', hidden: true}),
-    pipelining: Flags.boolean({description: 'pipeline commands when the server offers PIPELINING', allowNo: true, default: true}),
-    timeout: Flags.string({description: 'seconds to wait for the connection and for each reply (default: RFC 5321\'s, 2-10 min)'}),
-    transcript: Flags.boolean({description: 'show the dialogue: C:/S: lines with timings'}),
-    size: Flags.string({description: 'pad the generated test message to this size, e.g. 100K (only without FILE)'}),
-  }
+  static override flags = sendFlags
 
   async run(): Promise<SendReport> {
     const {args, flags} = await this.parse(Send)
