@@ -13,6 +13,7 @@ import type {EventBus} from '../protocol/events.js'
 import {FEED_VERSION, type FeedLine, type ServerInfo, defaultEventsPaths} from '../watch/feed-format.js'
 import {SERVER_LIMITS, WatchModel} from '../watch/model.js'
 import type {ServerTotals} from './stats.js'
+import {clearStaleSocketFile} from '../net/socket-file.js'
 
 /** Settings of a feed. */
 export interface EventFeedOptions {
@@ -254,23 +255,7 @@ async function ensurePrivateDir(dir: string): Promise<void> {
 }
 
 async function clearStale(path: string): Promise<void> {
-  let st: import('node:fs').Stats
-  try {
-    st = await lstat(path)
-  } catch {
-    return
-  }
-  if (!st.isSocket()) throw new EventFeedError(`${path} exists and is not a socket: remove it or choose another --events path`, 'EEXIST')
-  const alive = await new Promise<boolean>((resolve) => {
-    const s = net.connect({path})
-    s.once('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.once('error', () => resolve(false))
-  })
-  if (alive) {
-    throw new EventFeedError(`${path} is in use by another running lmtp serve`, 'EADDRINUSE')
-  }
-  await unlink(path)
+  const state = await clearStaleSocketFile(path)
+  if (state === 'not-socket') throw new EventFeedError(`${path} exists and is not a socket: remove it or choose another --events path`, 'EEXIST')
+  if (state === 'live') throw new EventFeedError(`${path} is in use by another running lmtp serve`, 'EADDRINUSE')
 }

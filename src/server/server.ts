@@ -10,6 +10,7 @@ import type {EventBus} from '../protocol/events.js'
 import {R} from '../protocol/replies.js'
 import {formatReply} from '../protocol/reply.js'
 import {ServerSession, type SessionOptions} from '../protocol/server-session.js'
+import {clearStaleSocketFile} from '../net/socket-file.js'
 import {type Target, formatTarget} from '../net/target.js'
 
 /** Settings of a server. */
@@ -112,30 +113,16 @@ export class LmtpServer {
 
   /** A socket file left by a dead server is removed; a live one (something answers) is an error. */
   private async clearStaleSocket(path: string): Promise<void> {
-    let st: import('node:fs').Stats
-    try {
-      st = await fs.lstat(path)
-    } catch {
-      return
-    }
-    if (!st.isSocket()) {
+    const state = await clearStaleSocketFile(path)
+    if (state === 'not-socket') {
       throw new ListenError(`unix:${path} exists and is not a socket: remove it or choose another path`, 'EEXIST')
     }
-    const alive = await new Promise<boolean>((resolve) => {
-      const s = net.connect({path})
-      s.once('connect', () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.once('error', () => resolve(false))
-    })
-    if (alive) {
+    if (state === 'live') {
       throw new ListenError(
         `unix:${path} is in use by a running server: stop it first or choose another socket path`,
         'EADDRINUSE',
       )
     }
-    await fs.unlink(path)
   }
 
   private accept(socket: net.Socket, target: Target): void {
