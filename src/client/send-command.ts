@@ -7,11 +7,11 @@ import {readFile} from 'node:fs/promises'
 import os from 'node:os'
 import {CliError, EXIT} from '../cli/exit-codes.js'
 import {type Target, TargetError, parseTarget} from '../net/target.js'
-import {UnitSyntaxError, parseSize} from '../util/units.js'
 import {type MessageSource, MessageSourceError, fileSource, generatedSource, stdinSource} from './message-source.js'
 import {addressProblem} from './preflight.js'
 import {formatTranscriptLine, notes, renderPlain, renderTable, summaryLine} from './render.js'
 import {type SendReport, type TranscriptLine, sendMessage} from './send-message.js'
+import {sizeFlag} from '../cli/flag-values.js'
 
 /** The parsed flags of `lmtp send` (as oclif gives them; defaults already applied). */
 export interface SendFlags {
@@ -136,15 +136,6 @@ export async function runSend(flags: SendFlags, file: string | undefined, json: 
       out.write(`${summaryLine(report)}\n`)
     }
     return report
-}
-
-function sizeFlag(name: string, value: string): number {
-  try {
-    return parseSize(value)
-  } catch (err) {
-    if (err instanceof UnitSyntaxError) throw new CliError(`${name} ${JSON.stringify(value)}: ${err.message}`, EXIT.usage)
-    throw err
-  }
 }
 
 function secondsFlag(name: string, value: string): number {

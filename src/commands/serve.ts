@@ -6,8 +6,8 @@ import {CliError, EXIT} from '../cli/exit-codes.js'
 import {runServer, type ServeOptions, type ServeSummary} from '../server/run-server.js'
 import {chooseDefaultEventsPath} from '../server/event-feed.js'
 import {TargetError, parseTarget} from '../net/target.js'
-import {UnitSyntaxError, parseSize} from '../util/units.js'
 import {drawLiveOnTerminal} from '../cli/terminal.js'
+import {sizeFlag} from '../cli/flag-values.js'
 
 /** `lmtp serve`: an LMTP server delivering durably into Maildir. */
 export default class Serve extends BaseCommand {
@@ -111,15 +111,6 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       }
     }
     return runServer(options)
-  }
-}
-
-function sizeFlag(name: string, value: string): number {
-  try {
-    return parseSize(value)
-  } catch (err) {
-    if (err instanceof UnitSyntaxError) throw new CliError(`${name} ${JSON.stringify(value)}: ${err.message}`, EXIT.usage)
-    throw err
   }
 }
 
