@@ -155,8 +155,8 @@ const BODY_BATCH = 256 * 1024
 /** Up to this size gathered pieces are copied into one buffer; above it they go out in one writev, uncopied. */
 const COPY_LIMIT = 16 * 1024
 
-/** The synthesized result for a recipient the server never answered for. */
-function lostResult(index: number, recipient: string, stage: Stage, why: string): RecipientResult {
+/** The synthesized result for a recipient the server never answered for: deferred (421 4.4.2), marked synthetic. */
+export function lostResult(index: number, recipient: string, stage: Stage, why: string): RecipientResult {
   return {
     index,
     recipient,

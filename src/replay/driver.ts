@@ -24,6 +24,7 @@ import {
   type ClientTimeouts,
   LmtpClient,
   LmtpClientError,
+  lostResult,
   type RecipientResult,
   type TransactionResult,
 } from '../protocol/client.js'
@@ -453,17 +454,7 @@ export async function runReplay(o: ReplayOptions): Promise<ReplaySummary> {
       const why = err instanceof Error ? err.message : String(err)
       result = {
         mail: {code: 421, enhanced: '4.4.2', lines: [why]},
-        recipients: to.map((recipient, index) => ({
-          index,
-          recipient,
-          stage: 'RCPT',
-          outcome: 'deferred',
-          code: 421,
-          enhanced: '4.4.2',
-          text: why,
-          latencyMs: 0,
-          synthetic: true,
-        })),
+        recipients: to.map((recipient, index) => lostResult(index, recipient, 'RCPT', why)),
         bytes: 0,
         timings: {mailMs: 0, rcptMs: 0, dataMs: 0, deliveryMs: 0, totalMs: 0},
       }
@@ -525,7 +516,7 @@ export async function runReplay(o: ReplayOptions): Promise<ReplaySummary> {
               if (everConnected) {
                 let first = true
                 for (const [index, recipient] of to.entries()) {
-                  recordResult(item, {index, recipient, stage: 'RCPT', outcome: 'deferred', code: 421, enhanced: '4.4.2', text: abort.message, latencyMs: 0, synthetic: true}, o.to !== undefined)
+                  recordResult(item, lostResult(index, recipient, 'RCPT', abort.message), o.to !== undefined)
                   if (first) {
                     messages.total++
                     messages.deferred++
