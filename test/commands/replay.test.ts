@@ -3,13 +3,13 @@
  * in-process. Exit codes, --json, --report, piped output (no progress), load mode, and --compare end to end.
  */
 import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
-import net from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
 import type {ReplaySummary} from '../../src/replay/driver.js'
 import {runCli, startServe} from '../client/run-cli.js'
 import {startServe as startRecordingServe} from '../support/serve.js'
+import {freePort} from '../support/peers.js'
 
 let scratch: string
 let emls: string
@@ -27,14 +27,6 @@ afterAll(async () => {
 
 function summaryOf(run: {stdout: string}): ReplaySummary {
   return JSON.parse(run.stdout) as ReplaySummary
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1')
-  await new Promise((r) => s.once('listening', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
 }
 
 describe('usage and input errors', () => {
@@ -72,7 +64,7 @@ describe('usage and input errors', () => {
   })
 
   test('connection refused exits 74 with the next step', async () => {
-    const run = await runCli(['replay', emls, '--server', `127.0.0.1:${await closedPort()}`])
+    const run = await runCli(['replay', emls, '--server', `127.0.0.1:${await freePort()}`])
     expect(run.stderr).toMatch(/connection refused \(is the LMTP server running/)
     expect(run.code).toBe(74)
   })

@@ -5,7 +5,6 @@
  */
 import {spawnSync} from 'node:child_process'
 import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
-import net from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, test} from 'vitest'
@@ -13,6 +12,7 @@ import type {SendReport} from '../../src/client/send-message.js'
 import {type FakeServer, greetAndLhlo, parseScript, startFakeServer} from '../support/fake-server.js'
 import {requirePeers} from '../support/peers.js'
 import {runCli, startServe, type TestServe} from '../client/run-cli.js'
+import {freePort} from '../support/peers.js'
 
 let scratch: string
 beforeAll(async () => {
@@ -31,15 +31,6 @@ async function delivered(maildir: string, address: string): Promise<string[]> {
 
 function json(run: {stdout: string}): SendReport {
   return JSON.parse(run.stdout) as SendReport
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1')
-  await new Promise((r) => s.once('listening', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
 }
 
 describe('lmtp send against lmtp serve', () => {
@@ -203,14 +194,14 @@ describe('lmtp send: checks before sending and usage', () => {
   })
 
   test('connection refused: exit 74 with the explanation', async () => {
-    const port = await closedPort()
+    const port = await freePort()
     const run = await runCli(['send', '--server', `127.0.0.1:${port}`, '--to', 'a@example.com'])
     expect(run.code).toBe(74)
     expect(run.stderr).toBe(`lmtp: cannot connect to 127.0.0.1:${port}: connection refused (is the LMTP server running and listening there?)\n`)
   })
 
   test('an error with --json is a JSON object too', async () => {
-    const port = await closedPort()
+    const port = await freePort()
     const run = await runCli(['send', '--server', `127.0.0.1:${port}`, '--to', 'a@example.com', '--json'])
     expect(run.code).toBe(74)
     expect(JSON.parse(run.stdout)).toEqual({error: {message: expect.stringMatching(/connection refused/), exitCode: 74}})
