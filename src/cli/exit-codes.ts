@@ -15,6 +15,8 @@ export const EXIT = {
   unavailable: 69,
   /** Internal error: a bug in lmtp. */
   software: 70,
+  /** A file or directory cannot be created (the Maildir root is missing or not writable by the serving user). */
+  cantCreate: 73,
   /** I/O error: the connection failed, a file or socket could not be written. */
   ioErr: 74,
   /** Temporary failure: some recipients deferred (4xx), none rejected; try again later. */

@@ -1,4 +1,3 @@
-import {readFile} from 'node:fs/promises'
 import os from 'node:os'
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
@@ -8,6 +7,9 @@ import {chooseDefaultEventsPath} from '../server/event-feed.js'
 import {TargetError, parseTarget} from '../net/target.js'
 import {drawLiveOnTerminal} from '../cli/terminal.js'
 import {sizeFlag} from '../cli/flag-values.js'
+
+/** Where serve listens when neither --listen nor systemd says. */
+const DEFAULT_LISTEN = '127.0.0.1:24'
 
 /** `lmtp serve`: an LMTP server delivering durably into Maildir. */
 export default class Serve extends BaseCommand {
@@ -30,11 +32,13 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
   static override flags = {
     maildir: Flags.string({description: 'Maildir root: mailboxes are DIR/<domain>/<local-part>/', default: './Maildir'}),
     listen: Flags.string({
-      description: 'where to listen: HOST:PORT or unix:/path (repeatable; port 25 is refused)',
+      description: 'where to listen: HOST:PORT or unix:/path (repeatable; port 25 is refused) [default: 127.0.0.1:24, none when systemd passes sockets]',
       multiple: true,
-      default: ['127.0.0.1:24'],
     }),
     'socket-mode': Flags.string({description: 'permissions of Unix sockets (octal)', default: '0660'}),
+    'socket-owner': Flags.string({description: 'owner of Unix sockets, e.g. postfix or postfix:postfix (needs root)', helpValue: 'USER[:GROUP]'}),
+    user: Flags.string({description: 'when started as root: bind the listeners, then run as this user (e.g. vmail)', helpValue: 'NAME'}),
+    group: Flags.string({description: 'with --user: run with this group (default: the user\'s primary group)', helpValue: 'NAME', dependsOn: ['user']}),
     hostname: Flags.string({description: 'name used in the greeting and Received headers (default: this machine\'s name)'}),
     users: Flags.string({description: 'accept only the recipients listed in this file (ADDRESS [quota=SIZE] per line)'}),
     quota: Flags.string({description: 'default per-mailbox quota, e.g. 500M (default: none)'}),
@@ -68,7 +72,7 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
     const {flags} = await this.parse(Serve)
     const options: ServeOptions = {
       maildir: flags.maildir,
-      listen: flags.listen.map((t) => {
+      listen: (flags.listen ?? (process.env.LISTEN_FDS ? [] : [DEFAULT_LISTEN])).map((t) => {
         try {
           return parseTarget(t)
         } catch (err) {
@@ -77,6 +81,9 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
         }
       }),
       socketMode: parseMode(flags['socket-mode']),
+      socketOwner: flags['socket-owner'],
+      user: flags.user,
+      group: flags.group,
       hostname: flags.hostname ?? os.hostname(),
       usersFile: flags.users,
       quota: flags.quota === undefined ? undefined : sizeFlag('--quota', flags.quota),
@@ -86,7 +93,7 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       maxRecipients: flags['max-recipients'],
       maxConnections: flags['max-connections'],
       idleTimeoutMs: flags['idle-timeout'] * 1000,
-      tls: flags['tls-cert'] && flags['tls-key'] ? await readTls(flags['tls-cert'], flags['tls-key']) : undefined,
+      tlsFiles: flags['tls-cert'] && flags['tls-key'] ? {cert: flags['tls-cert'], key: flags['tls-key']} : undefined,
       logFormat: flags['log-format'] as 'text' | 'json',
       shutdownGraceMs: flags['shutdown-grace'] * 1000,
       record: flags.record,
@@ -105,8 +112,8 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       const before = options.onReady
       options.log = tui.log
       options.until = tui.until
-      options.onReady = (server, bus) => {
-        before?.(server, bus)
+      options.onReady = (server, bus, control) => {
+        before?.(server, bus, control)
         tui.onReady(server, bus)
       }
     }
@@ -117,12 +124,4 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
 function parseMode(text: string): number {
   if (!/^0?[0-7]{3}$/.test(text)) throw new CliError(`--socket-mode ${text}: write an octal mode such as 0660`, EXIT.usage)
   return Number.parseInt(text, 8)
-}
-
-async function readTls(certFile: string, keyFile: string): Promise<{cert: Buffer; key: Buffer}> {
-  try {
-    return {cert: await readFile(certFile), key: await readFile(keyFile)}
-  } catch (err) {
-    throw new CliError(`cannot read the TLS certificate or key: ${(err as Error).message}`, EXIT.noInput)
-  }
 }

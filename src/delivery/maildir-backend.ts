@@ -89,9 +89,18 @@ export class MaildirBackend implements Backend {
   private realRoot: Promise<string> | undefined
 
   constructor(options: MaildirBackendOptions) {
-    this.options = options
+    this.options = {...options}
     this.root = path.resolve(options.root)
     this.host = options.uniqueHost ?? os.hostname()
+  }
+
+  /**
+   * Replaces the users file and the default quota (SIGHUP): the next RCPT and the next delivery see them;
+   * recipients already accepted keep their answer.
+   */
+  reconfigure(change: Pick<MaildirBackendOptions, 'users' | 'defaultQuota'>): void {
+    this.options.users = change.users
+    this.options.defaultQuota = change.defaultQuota
   }
 
   /** The directory holding spool files. */

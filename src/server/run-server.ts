@@ -1,24 +1,37 @@
 /**
- * Runs `lmtp serve`: loads the users file, cleans stale temp files, starts the listeners, logs, and stops
- * gracefully on SIGTERM/SIGINT. Lives outside the command so tests and other commands can start a server.
+ * Runs `lmtp serve`: checks the configuration (users file, certificate), binds the listeners (or adopts the
+ * sockets systemd passed), drops to --user, checks the Maildir is writable as that user, cleans stale temp
+ * files, serves, reloads on SIGHUP and stops gracefully on SIGTERM/SIGINT, telling systemd each step. Lives
+ * outside the command so tests and other commands can start a server.
  */
-import {mkdir} from 'node:fs/promises'
-import {CliError, EXIT} from '../cli/exit-codes.js'
+import {access, chown, constants, mkdir, stat} from 'node:fs/promises'
+import path from 'node:path'
+import {CliError, EXIT, type ExitCode} from '../cli/exit-codes.js'
 import {MaildirBackend, type OverQuotaMode} from '../delivery/maildir-backend.js'
-import {UsersFileError, loadUsersFile} from '../delivery/users.js'
+import {SPOOL_DIR} from '../delivery/mailbox.js'
 import type {Target} from '../net/target.js'
 import {EventBus} from '../protocol/events.js'
 import {SessionRecorder} from '../replay/recorder.js'
 import {type EventsTarget, openEventFeed} from './event-feed.js'
+import {IdentityError, type Identity, dropPrivileges, parseOwner, resolveIdentity, runningAsRoot} from './identity.js'
 import {type LogFormat, attachLogger} from './logger.js'
+import {ConfigProblem, Reloader, type ReloadResult, loadTls, loadUsers} from './reload.js'
 import {ListenError, LmtpServer} from './server.js'
 import {ServerStats, type ServerTotals} from './stats.js'
+import {type InheritedSocket, SystemdNotifier, takeListenFds} from './systemd.js'
+import {expiryWarning} from './tls-files.js'
 
 /** Everything `lmtp serve` is configured with. */
 export interface ServeOptions {
   maildir: string
   listen: Target[]
   socketMode: number
+  /** Owner of the Unix sockets, `USER[:GROUP]` (`--socket-owner`). */
+  socketOwner?: string
+  /** Drop to this user after binding (`--user`; only when started as root). */
+  user?: string
+  /** ... and this group (`--group`; default the user's primary group). */
+  group?: string
   hostname: string
   usersFile?: string
   quota?: number
@@ -28,7 +41,14 @@ export interface ServeOptions {
   maxRecipients: number
   maxConnections: number
   idleTimeoutMs: number
+  /** Certificate and key already in memory (tests); see tlsFiles for the flags. */
   tls?: {cert: Buffer; key: Buffer}
+  /** `--tls-cert` / `--tls-key`: read and checked at startup, re-read on SIGHUP. */
+  tlsFiles?: {cert: string; key: string}
+  /** Sockets passed by systemd (default: taken from LISTEN_FDS when it is meant for this process). */
+  inherited?: InheritedSocket[]
+  /** Environment holding NOTIFY_SOCKET / LISTEN_FDS (default process.env). */
+  env?: NodeJS.ProcessEnv
   logFormat: LogFormat
   shutdownGraceMs: number
   /** Where log lines go. */
@@ -37,10 +57,19 @@ export interface ServeOptions {
   until?: Promise<unknown>
   /** Record every session into this directory (transcripts + bodies, see src/replay/transcript.ts). */
   record?: string
-  /** Called once listening, with the server and its bus (tests, the dashboard, the event feed). */
-  onReady?: (server: LmtpServer, bus: EventBus) => void
+  /**
+   * Called once listening, with the server, its bus and the controls (tests, the dashboard, the event feed).
+   * `reload` does what SIGHUP does.
+   */
+  onReady?: (server: LmtpServer, bus: EventBus, control: ServeControl) => void
   /** Publish the event feed for `lmtp watch` on this socket; undefined: no feed (`--no-events`). */
   events?: EventsTarget
+}
+
+/** What a running server offers its embedder besides signals. */
+export interface ServeControl {
+  /** Re-reads the users file and the certificate, as SIGHUP does. */
+  reload(): Promise<ReloadResult>
 }
 
 /** What `lmtp serve` returns when it stops (its --json output). */
@@ -56,20 +85,22 @@ export interface ServeSummary {
 export async function runServer(o: ServeOptions): Promise<ServeSummary> {
   // Listen for SIGTERM/SIGINT from the start: a signal during startup then stops the server once it is up.
   const signal = o.until ?? waitForSignal()
-  let users: Awaited<ReturnType<typeof loadUsersFile>> | undefined
-  if (o.usersFile) {
-    try {
-      users = await loadUsersFile(o.usersFile)
-    } catch (err) {
-      if (err instanceof UsersFileError) throw new CliError(err.message, EXIT.config)
-      throw new CliError(`cannot read the users file ${o.usersFile}: ${(err as Error).message}`, EXIT.noInput)
-    }
+  const say = (level: 'info' | 'warn', message: string, fields: Record<string, unknown> = {}): void =>
+    o.log(o.logFormat === 'json' ? JSON.stringify({time: new Date().toISOString(), level, message, ...fields}) : `${level === 'warn' ? 'warning: ' : 'lmtp serve: '}${message}`)
+  const env = o.env ?? process.env
+  const notifier = new SystemdNotifier(env, (m) => say('warn', m))
+  const identity = configured(() => (o.user === undefined ? undefined : resolveIdentity(o.user, o.group)))
+  const socketOwner = configured(() => (o.socketOwner === undefined ? undefined : parseOwner(o.socketOwner, '--socket-owner')))
+  if (identity && !runningAsRoot()) throw new CliError(`--user ${o.user} needs root to switch to: start as root (it binds, then drops), or leave --user out`, EXIT.usage)
+  const users = o.usersFile ? await configuredAsync(() => loadUsers(o.usersFile!)) : undefined
+  let tlsPair = o.tls
+  if (o.tlsFiles) {
+    const files = await configuredAsync(() => loadTls(o.tlsFiles!.cert, o.tlsFiles!.key))
+    const warning = expiryWarning(files, o.tlsFiles.cert)
+    if (warning) say('warn', warning)
+    tlsPair = files
   }
-  try {
-    await mkdir(o.maildir, {recursive: true, mode: 0o700})
-  } catch (err) {
-    throw new CliError(`cannot create the Maildir root ${o.maildir}: ${(err as Error).message}`, EXIT.ioErr)
-  }
+  await createMaildirRoot(o.maildir, identity)
   const backend = new MaildirBackend({
     root: o.maildir,
     users,
@@ -77,11 +108,10 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
     overQuota: o.overQuota,
     checkQuotaAtRcpt: o.checkQuotaAtRcpt,
     hostname: o.hostname,
-    onWarning: (message) => o.log(o.logFormat === 'json' ? JSON.stringify({level: 'warn', message}) : `warning: ${message}`),
+    onWarning: (message) => say('warn', message),
   })
-  const cleanup = await backend.cleanTmp()
   const bus = new EventBus()
-  const recorder = o.record ? await openRecorder(o.record, o.log) : undefined
+  const recorder = o.record ? await openRecorder(o.record, identity, (m) => say('warn', m)) : undefined
   const detachRecorder = recorder?.attach(bus)
   const stats = new ServerStats(bus)
   const detachLog = attachLogger(bus, o.logFormat, o.log)
@@ -89,15 +119,33 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
     {
       listen: o.listen,
       socketMode: o.socketMode,
+      socketOwner,
+      holdUntilResumed: true,
+      inherited: o.inherited ?? takeListenFds(env),
       hostname: o.hostname,
       maxConnections: o.maxConnections,
       idleTimeoutMs: o.idleTimeoutMs,
-      tls: o.tls,
+      tls: tlsPair,
       limits: {maxMessageSize: o.maxSize, maxRecipients: o.maxRecipients},
     },
     recorder ? recorder.wrap(backend) : backend,
     bus,
   )
+  let listeners: Awaited<ReturnType<LmtpServer['start']>>
+  try {
+    listeners = await server.start()
+    // Bound (ports below 1024, sockets in root's directories) and not serving yet: now become --user.
+    if (identity) dropPrivileges(identity)
+    await checkMaildirWritable(backend.root)
+  } catch (err) {
+    detachLog()
+    await server.stop(0)
+    if (err instanceof ListenError) throw new CliError(err.message, err.code === 'EACCES' ? EXIT.usage : EXIT.unavailable)
+    if (err instanceof IdentityError) throw new CliError(err.message, EXIT.config)
+    throw err
+  }
+  if (runningAsRoot()) say('warn', 'delivering as root: every mail file will be owned by root; start with --user vmail (a user of your own) to drop privileges once the sockets are bound')
+  const cleanup = await backend.cleanTmp()
   const feed = o.events
     ? await openEventFeed(
         o.events,
@@ -106,34 +154,37 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
           totals: () => stats.totals,
           server: () => ({hostname: o.hostname, pid: process.pid, listeners: server.listeners.map((l) => l.address), startedAt: stats.totals.startedAt}),
         },
-        (message) => o.log(o.logFormat === 'json' ? JSON.stringify({level: 'warn', message}) : `warning: ${message}`),
+        (message) => say('warn', message),
       )
     : undefined
   if (feed) o.log(o.logFormat === 'json' ? JSON.stringify({level: 'info', event: 'events', path: feed.path}) : `lmtp serve: event feed for lmtp watch at ${feed.path}`)
-  let listeners: Awaited<ReturnType<LmtpServer['start']>>
-  try {
-    listeners = await server.start()
-  } catch (err) {
-    detachLog()
-    await feed?.stop()
-    if (err instanceof ListenError) throw new CliError(err.message, err.code === 'EACCES' ? EXIT.usage : EXIT.unavailable)
-    throw err
-  }
+  server.resume()
   const addresses = listeners.map((l) => l.address)
   const started = Date.now()
   const ready =
     o.logFormat === 'json'
-      ? JSON.stringify({time: new Date().toISOString(), level: 'info', event: 'listening', listeners: addresses, maildir: o.maildir, tmpCleanup: cleanup})
+      ? JSON.stringify({time: new Date().toISOString(), level: 'info', event: 'listening', listeners: addresses, maildir: o.maildir, tmpCleanup: cleanup, uid: process.getuid?.()})
       : `lmtp serve: listening on ${addresses.join(', ')}, delivering into ${o.maildir}${cleanup.removed ? ` (removed ${cleanup.removed} stale temp files)` : ''}`
   o.log(ready)
-  o.onReady?.(server, bus)
+  const reloader = new Reloader({usersFile: o.usersFile, tlsFiles: o.tlsFiles, defaultQuota: o.quota, backend, server, notifier, log: say})
+  const onHup = (): void => {
+    say('info', 'SIGHUP: reloading the users file and the TLS certificate')
+    void reloader.reload()
+  }
+  process.on('SIGHUP', onHup)
+  await notifier.ready(`listening on ${addresses.join(', ')}`)
+  o.onReady?.(server, bus, {reload: () => reloader.reload()})
 
   await signal
+  process.off('SIGHUP', onHup)
   o.log(o.logFormat === 'json' ? JSON.stringify({level: 'info', event: 'stopping'}) : 'lmtp serve: stopping (finishing transactions in flight)')
+  const notified = notifier.stopping()
   await server.stop(o.shutdownGraceMs)
   // Let the last session.closed events reach the logger.
   await new Promise((r) => setImmediate(r))
   await feed?.stop()
+  await notified
+  o.log(o.logFormat === 'json' ? JSON.stringify({time: new Date().toISOString(), level: 'info', event: 'stopped'}) : 'lmtp serve: stopped')
   detachLog()
   stats.detach()
   detachRecorder?.()
@@ -147,10 +198,67 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
   }
 }
 
-/** Opens the session recorder of `--record DIR`; a directory that cannot be made is an I/O error (exit 74). */
-async function openRecorder(dir: string, log: (line: string) => void): Promise<SessionRecorder> {
+/** Runs a configuration step; its IdentityError or ConfigProblem becomes a CliError with the right exit code. */
+function configured<T>(step: () => T): T {
   try {
-    return await SessionRecorder.create(dir, {onWarning: (message) => log(`warning: ${message}`)})
+    return step()
+  } catch (err) {
+    throw asCliError(err)
+  }
+}
+
+async function configuredAsync<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step()
+  } catch (err) {
+    throw asCliError(err)
+  }
+}
+
+function asCliError(err: unknown): unknown {
+  if (err instanceof IdentityError) return new CliError(err.message, EXIT.config)
+  if (err instanceof ConfigProblem) return new CliError(err.message, err.exit as ExitCode)
+  return err
+}
+
+/** Creates the Maildir root when missing; one created here for --user is given to that user. */
+async function createMaildirRoot(root: string, identity: Identity | undefined): Promise<void> {
+  let created: string | undefined
+  try {
+    created = await mkdir(root, {recursive: true, mode: 0o700})
+  } catch (err) {
+    throw new CliError(`cannot create the Maildir root ${root}: ${(err as Error).message}; create it and give it to the user serve runs as`, EXIT.cantCreate)
+  }
+  if (created !== undefined && identity) await chown(root, identity.uid, identity.gid)
+}
+
+/** The Maildir root (and its spool directory, when present) must be writable by the identity serve now runs as. */
+async function checkMaildirWritable(root: string): Promise<void> {
+  for (const dir of [root, path.join(root, SPOOL_DIR)]) {
+    try {
+      await access(dir, constants.W_OK | constants.X_OK)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' && dir !== root) continue
+      const owner = await stat(dir).then((s) => `${s.uid}:${s.gid} mode ${(s.mode & 0o7777).toString(8)}`, () => 'missing')
+      const uid = process.getuid?.() ?? -1
+      throw new CliError(
+        `the Maildir ${dir === root ? 'root' : 'spool directory'} ${dir} is not writable by uid ${uid} (${code}; it is ${owner}): chown -R ${uid}:${process.getgid?.() ?? ''} ${root}, or run serve as its owner (--user)`,
+        EXIT.cantCreate,
+      )
+    }
+  }
+}
+
+/**
+ * Opens the session recorder of `--record DIR` (before the listeners, as the backend it wraps); a directory that
+ * cannot be made is an I/O error (exit 74). With --user the directory is given to that user.
+ */
+async function openRecorder(dir: string, identity: Identity | undefined, warn: (message: string) => void): Promise<SessionRecorder> {
+  try {
+    const recorder = await SessionRecorder.create(dir, {onWarning: warn})
+    if (identity) await chown(dir, identity.uid, identity.gid)
+    return recorder
   } catch (err) {
     throw new CliError(`cannot create the recording directory ${dir}: ${(err as Error).message}`, EXIT.ioErr)
   }

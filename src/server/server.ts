@@ -18,6 +18,15 @@ export interface ServerConfig {
   listen: Target[]
   /** Permissions of Unix sockets (default 0o660). */
   socketMode?: number
+  /** Owner of the Unix sockets this server creates (`--socket-owner`); default: the process's own. */
+  socketOwner?: {uid: number; gid: number}
+  /**
+   * Hold connections accepted by start() until resume() (the caller drops privileges in between, so no session
+   * ever runs as root). Default false: start() serves at once.
+   */
+  holdUntilResumed?: boolean
+  /** Listening sockets passed by a service manager (socket activation), adopted as they are. */
+  inherited?: {fd: number; name: string}[]
   hostname: string
   /** Connections at once; beyond it: 421 4.7.0 and close (default 256). */
   maxConnections?: number
@@ -56,10 +65,12 @@ let sessionCounter = 0
 
 /** An LMTP server: start() binds every listener, stop() drains and closes. */
 export class LmtpServer {
-  private readonly servers: {server: net.Server; target: Target}[] = []
+  private readonly servers: {server: net.Server; target: Target; inherited?: boolean}[] = []
   private readonly connections = new Set<Connection>()
-  private readonly secureContext: tls.SecureContext | undefined
+  private secureContext: tls.SecureContext | undefined
   private stopping = false
+  /** Connections accepted while held (holdUntilResumed), served by resume(). */
+  private held: {socket: net.Socket; target: Target}[] | undefined
   /** Listeners that are up (after start()). */
   listeners: ListenerInfo[] = []
   /** Connections accepted since start. */
@@ -71,6 +82,14 @@ export class LmtpServer {
     private readonly bus: EventBus,
   ) {
     this.secureContext = config.tls ? tls.createSecureContext({cert: config.tls.cert, key: config.tls.key}) : undefined
+    if (config.holdUntilResumed) this.held = []
+  }
+
+  /** Serves the connections held since start() and every later one (see holdUntilResumed). */
+  resume(): void {
+    const held = this.held ?? []
+    this.held = undefined
+    for (const h of held) if (!h.socket.destroyed) this.accept(h.socket, h.target)
   }
 
   /** Connections open now. */
@@ -78,11 +97,23 @@ export class LmtpServer {
     return this.connections.size
   }
 
+  /**
+   * Replaces the certificate and key (SIGHUP): sessions that already use TLS keep theirs, the next STARTTLS
+   * gets the new one. Only a server started with TLS can change it (a listener's capabilities do not change).
+   */
+  setTls(pair: {cert: Buffer; key: Buffer}): void {
+    if (!this.secureContext) return
+    this.secureContext = tls.createSecureContext({cert: pair.cert, key: pair.key})
+  }
+
   /** Binds every listener; on any failure closes those already bound and throws ListenError. */
   async start(): Promise<ListenerInfo[]> {
     try {
       for (const target of this.config.listen) {
         this.listeners.push(await this.listen(target))
+      }
+      for (const inherited of this.config.inherited ?? []) {
+        this.listeners.push(await this.adopt(inherited.fd, inherited.name))
       }
     } catch (err) {
       await this.closeListeners()
@@ -104,11 +135,28 @@ export class LmtpServer {
     this.servers.push({server, target})
     if (target.kind === 'unix') {
       await fs.chmod(target.path, this.config.socketMode ?? 0o660)
+      if (this.config.socketOwner) await fs.chown(target.path, this.config.socketOwner.uid, this.config.socketOwner.gid)
       return {target, address: formatTarget(target)}
     }
     const addr = server.address() as net.AddressInfo
     const bound: Target = {kind: 'tcp', host: target.host, port: addr.port}
     return {target: bound, address: formatTarget(bound)}
+  }
+
+  /** Listens on a socket passed by the service manager (its file, if any, stays the manager's: never unlinked). */
+  private async adopt(fd: number, name: string): Promise<ListenerInfo> {
+    let target: Target = {kind: 'unix', path: `fd:${fd}`}
+    const server = net.createServer({noDelay: true}, (socket) => this.accept(socket, target))
+    server.maxConnections = Number.MAX_SAFE_INTEGER
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new ListenError(`cannot listen on the inherited socket ${name} (fd ${fd}): ${err.message}; check ListenStream= of the socket unit`, 'EBADF')))
+      server.listen({fd}, () => resolve())
+    })
+    server.on('error', () => {})
+    const addr = server.address()
+    target = typeof addr === 'string' || addr === null ? {kind: 'unix', path: addr || `fd:${fd}`} : {kind: 'tcp', host: addr.address, port: addr.port}
+    this.servers.push({server, target, inherited: true})
+    return {target, address: `${formatTarget(target)} (systemd ${name})`}
   }
 
   /** A socket file left by a dead server is removed; a live one (something answers) is an error. */
@@ -126,6 +174,10 @@ export class LmtpServer {
   }
 
   private accept(socket: net.Socket, target: Target): void {
+    if (this.held) {
+      this.held.push({socket, target})
+      return
+    }
     const listener = formatTarget(target)
     if (this.stopping || this.connections.size >= (this.config.maxConnections ?? 256)) {
       socket.on('error', () => {})
@@ -246,6 +298,7 @@ export class LmtpServer {
    */
   async stop(graceMs = 30_000): Promise<void> {
     this.stopping = true
+    this.resume()
     const closing = this.closeListeners()
     for (const c of this.connections) c.session.shutdown()
     if (this.connections.size > 0) {
@@ -268,10 +321,10 @@ export class LmtpServer {
     const all = this.servers.splice(0)
     await Promise.all(
       all.map(
-        ({server, target}) =>
+        ({server, target, inherited}) =>
           new Promise<void>((resolve) => {
             server.close(() => resolve())
-            if (target.kind === 'unix') void fs.unlink(target.path).catch(() => {})
+            if (target.kind === 'unix' && !inherited) void fs.unlink(target.path).catch(() => {})
           }),
       ),
     )
