@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `lmtp send` is often run once per message from scripts: a plain send command line skips loading oclif
-// (see src/client/send-fast.ts); everything else, and any send line it does not fully understand, goes to oclif.
+// (see src/cli/send-fast.ts); everything else, and any send line it does not fully understand, goes to oclif.
 const argv = process.argv.slice(2)
 if (argv[0] === 'serve') {
   // A server streams large bodies through short-lived buffers: keep V8's young generation from growing with
@@ -12,7 +12,7 @@ if (argv[0] === 'serve') {
 let done = false
 if (argv[0] === 'send') {
   // A dist/ built before the fast path existed simply takes the oclif route.
-  const fast = await import('../dist/client/send-fast.js').catch((err) => {
+  const fast = await import('../dist/cli/send-fast.js').catch((err) => {
     if (err?.code === 'ERR_MODULE_NOT_FOUND') return undefined
     throw err
   })

@@ -1,34 +1,10 @@
 /**
- * Exit codes of every command (sysexits.h where one fits), documented in the README. Scripts and MTAs read
- * these, so they never change meaning.
+ * Exit codes (defined in src/util/exit-codes.ts, below every layer, and re-exported here) and the CLI's error
+ * type, which carries one of them.
  */
-export const EXIT = {
-  /** Everything worked (every recipient delivered; no conformance failure). */
-  ok: 0,
-  /** Bad flags or arguments. */
-  usage: 64,
-  /** The input data is wrong (a message over the server's SIZE, 8-bit content the server cannot take). */
-  dataErr: 65,
-  /** An input file is missing or unreadable. */
-  noInput: 66,
-  /** Permanent failure: a recipient was rejected (5xx), or the server is unreachable for probe. */
-  unavailable: 69,
-  /** Internal error: a bug in lmtp. */
-  software: 70,
-  /** A file or directory cannot be created (the Maildir root is missing or not writable by the serving user). */
-  cantCreate: 73,
-  /** I/O error: the connection failed, a file or socket could not be written. */
-  ioErr: 74,
-  /** Temporary failure: some recipients deferred (4xx), none rejected; try again later. */
-  tempFail: 75,
-  /** The server broke the protocol (wrong number of replies, garbage), or failed a conformance check. */
-  protocol: 76,
-  /** Configuration error (users file, certificate). */
-  config: 78,
-} as const
+import type {ExitCode} from '../util/exit-codes.js'
 
-/** One of the exit codes. */
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT]
+export {EXIT, type ExitCode} from '../util/exit-codes.js'
 
 /** A command-line failure: the message says what went wrong and what to do next; the code is the exit code. */
 export class CliError extends Error {

@@ -115,6 +115,7 @@ export function notes(report: SendReport): string[] {
   if (report.mail.code !== 250 && report.mail.code !== 0) {
     out.push(`the server refused the sender: ${report.mail.code} ${report.mail.enhanced ?? ''} ${report.mail.text}`.replace(/ +/g, ' '))
   }
+  if (report.authRequired) out.push(report.authRequired)
   if (report.recipients.some((r) => r.synthetic)) {
     out.push('recipients marked "no reply" got no answer from the server: they count as deferred (try again later)')
   }

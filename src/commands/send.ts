@@ -1,6 +1,6 @@
 import {BaseCommand} from '../cli/base-command.js'
-import {runSend} from '../client/send-command.js'
-import {sendArgs, sendFlags} from '../client/send-flags.js'
+import {runSend} from '../cli/send-command.js'
+import {sendArgs, sendFlags} from '../cli/send-flags.js'
 import type {SendReport} from '../client/send-message.js'
 
 /** `lmtp send`: deliver one message over LMTP and show each recipient's outcome, in RCPT order. */

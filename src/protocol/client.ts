@@ -116,6 +116,11 @@ export interface TransactionRequest {
    * server that sends fewer replies than recipients is caught at once instead of after a timeout.
    */
   verifyReplyCount?: boolean
+  /**
+   * Called as the transaction moves on: `body` when the message data starts (after 354, or before the first
+   * BDAT), `replies` once the end of data is written and only the per-recipient replies are due.
+   */
+  onPhase?: (phase: 'body' | 'replies') => void
 }
 
 /** Timings of one transaction, in milliseconds. */
@@ -312,6 +317,12 @@ export class LmtpClient {
   /** Formats a command for the wire (with its CRLF), reporting it to trace and emit as sent. */
   private lineOf(cmd: OutgoingCommand): string {
     const line = formatCommand(cmd)
+    this.report(cmd.verb, line)
+    return line + CRLF
+  }
+
+  /** Reports a line as sent to trace and emit. */
+  private report(verb: string, line: string): void {
     const {trace, emit} = this.options
     if (trace) trace('C', line, Date.now() - this.started)
     if (emit) {
@@ -320,11 +331,10 @@ export class LmtpClient {
         at: Date.now(),
         sessionId: this.sessionId,
         role: 'client',
-        verb: cmd.verb,
+        verb,
         line: line.length > 512 ? line.slice(0, 512) : line,
       })
     }
-    return line + CRLF
   }
 
   private writeLine(cmd: OutgoingCommand): void {
@@ -405,6 +415,19 @@ export class LmtpClient {
     if (this.received.length > 0) throw this.outOfTurn(`before ${cmd.verb} was sent`)
     this.writeLine(cmd)
     return this.next(timeoutMs, cmd.verb)
+  }
+
+  /**
+   * Sends one line that is not a formatted command (an AUTH command, a SASL response) and waits for its reply.
+   * Transcripts and events show `shown` instead of the line, so credentials never reach them.
+   */
+  async exchange(line: string, shown: string, timeoutMs = this.timeouts.command): Promise<Reply> {
+    if (this.failure) throw this.failure
+    if (this.received.length > 0) throw this.outOfTurn(`before ${shown} was sent`)
+    if (/[\r\n]/.test(line)) throw new TypeError('a protocol line cannot contain CR or LF')
+    this.report('AUTH', shown)
+    this.stream.write(line + CRLF)
+    return this.next(timeoutMs, shown)
   }
 
   /** LHLO; returns the capabilities. Throws when the server refuses it. */
@@ -593,6 +616,7 @@ export class LmtpClient {
     let endAt: number
     try {
       if (bdat) {
+        req.onPhase?.('body')
         const outcome = await this.sendBdat(req, result)
         if (outcome !== 'sent') {
           for (const i of accepted) results[i] = this.dataFailure(i, req.to[i]!, result.data!, dataAt)
@@ -613,6 +637,7 @@ export class LmtpClient {
           for (const i of accepted) results[i] = this.dataFailure(i, req.to[i]!, r, dataAt)
           return finish()
         }
+        req.onPhase?.('body')
         // Small pieces are gathered so that a small message (with its end mark, and the LHLO marker) goes out
         // in one write: each write is a system call, and the dominant cost of sending many small messages.
         const enc = new DataEncoder()
@@ -651,6 +676,7 @@ export class LmtpClient {
       endAt = Date.now()
       timings.dataMs = endAt - dataAt
       if (bdat && req.verifyReplyCount) this.writeLine({verb: 'LHLO', domain: this.lhloName})
+      req.onPhase?.('replies')
     } catch (err) {
       const e = err as LmtpClientError
       if (e.kind === 'protocol') result.violation = e.message

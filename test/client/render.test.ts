@@ -9,6 +9,7 @@ function report(over: Partial<SendReport> = {}): SendReport {
     greeting: {code: 220, text: 'ready'},
     capabilities: {keywords: [], pipelining: true, chunking: false, eightBitMime: true, smtputf8: false, startTls: false, enhancedStatusCodes: true},
     tls: null,
+    authenticated: false,
     message: {source: 'generated', size: 2048, eightBit: false},
     envelope: {from: 'ops@example.org', to: [], params: {}},
     method: 'DATA',
@@ -21,7 +22,7 @@ function report(over: Partial<SendReport> = {}): SendReport {
     ],
     summary: {total: 3, delivered: 1, deferred: 1, rejected: 1},
     violation: null,
-    timings: {connectMs: 1, greetingMs: 1, lhloMs: 1, tlsMs: 0, mailMs: 1, rcptMs: 1, dataMs: 1, deliveryMs: 5, totalMs: 12},
+    timings: {connectMs: 1, greetingMs: 1, lhloMs: 1, tlsMs: 0, authMs: 0, mailMs: 1, rcptMs: 1, dataMs: 1, deliveryMs: 5, totalMs: 12},
     exitCode: 69,
     ...over,
   }

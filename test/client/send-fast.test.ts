@@ -4,7 +4,7 @@
  * left to the full CLI.
  */
 import {afterEach, describe, expect, test} from 'vitest'
-import {parseFast} from '../../src/client/send-fast.js'
+import {parseFast} from '../../src/cli/send-fast.js'
 
 const saved = process.env.LMTP_SERVER
 afterEach(() => {

@@ -1,6 +1,6 @@
 /** sendMessage() as a library against the scripted fake server: parameters, refusals, exit codes, no half-sends. */
 import {afterEach, describe, expect, test} from 'vitest'
-import {CliError} from '../../src/cli/exit-codes.js'
+import {SendError} from '../../src/client/send-message.js'
 import {type MessageSource, MessageSourceError, generatedSource} from '../../src/client/message-source.js'
 import {type SendOptions, type TranscriptLine, exitCodeFor, sendMessage, summarize} from '../../src/client/send-message.js'
 import {parseTarget} from '../../src/net/target.js'
@@ -109,9 +109,9 @@ describe('sendMessage', () => {
     const err = await sendTo([...greetAndLhlo(), ...parseScript('C: MAIL *\nC: RCPT *\nS: 250 2.1.0 ok\nS: 250 2.1.5 ok\nC: DATA\nS: 354 go\n!stall')], {
       source: failing,
     }).catch((e: unknown) => e)
-    expect(err).toBeInstanceOf(CliError)
-    expect((err as CliError).exitCode).toBe(66)
-    expect((err as CliError).message).toMatch(/EIO; the message was not delivered/)
+    expect(err).toBeInstanceOf(SendError)
+    expect((err as SendError).exitCode).toBe(66)
+    expect((err as SendError).message).toMatch(/EIO; the message was not delivered/)
     const session = await fake!.session()
     await session.closed
     expect(session.extra).toEqual(['Subject: t', '', 'first part'])
@@ -142,11 +142,11 @@ describe('sendMessage', () => {
       code: 69,
       message: /does not offer CHUNKING/,
     },
-  ])('$name: CliError exit $code', async ({steps, options, code, message}) => {
+  ])('$name: SendError exit $code', async ({steps, options, code, message}) => {
     const err = await sendTo(steps, options).catch((e: unknown) => e)
-    expect(err).toBeInstanceOf(CliError)
-    expect((err as CliError).exitCode).toBe(code)
-    expect((err as CliError).message).toMatch(message)
+    expect(err).toBeInstanceOf(SendError)
+    expect((err as SendError).exitCode).toBe(code)
+    expect((err as SendError).message).toMatch(message)
   })
 })
 

@@ -87,6 +87,7 @@ describe('lmtp send against lmtp serve', () => {
       'greeting',
       'capabilities',
       'tls',
+      'authenticated',
       'message',
       'envelope',
       'method',

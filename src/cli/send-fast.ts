@@ -8,7 +8,7 @@
  */
 import {boolean} from '@oclif/core/flags'
 import {parse} from '@oclif/core/parser'
-import {CliError} from '../cli/exit-codes.js'
+import {CliError} from './exit-codes.js'
 import {runSend} from './send-command.js'
 import {sendArgs, sendFlags} from './send-flags.js'
 

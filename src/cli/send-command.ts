@@ -1,31 +1,24 @@
 /**
  * What `lmtp send` does once its flags are parsed: checks them, sends the message, prints the result (a table,
- * or nothing for --json: the caller prints the returned report) and sets the exit code. Kept free of oclif so
- * that the start-up fast path in bin/run.js (src/client/send-fast.ts) can run it without loading oclif.
+ * or nothing for --json: the caller prints the returned report) and sets the exit code. Kept free of oclif's
+ * framework so that the start-up fast path in bin/run.js (send-fast.ts) can run it without loading oclif.
  */
-import {readFile} from 'node:fs/promises'
-import os from 'node:os'
-import {CliError, EXIT} from '../cli/exit-codes.js'
-import {type Target, TargetError, parseTarget} from '../net/target.js'
-import {type MessageSource, MessageSourceError, fileSource, generatedSource, stdinSource} from './message-source.js'
-import {addressProblem} from './preflight.js'
-import {formatTranscriptLine, notes, renderPlain, renderTable, summaryLine} from './render.js'
-import {type SendReport, type TranscriptLine, sendMessage} from './send-message.js'
-import {sizeFlag} from '../cli/flag-values.js'
+import {addressProblem} from '../client/preflight.js'
+import {type MessageSource, MessageSourceError, fileSource, generatedSource, stdinSource} from '../client/message-source.js'
+import {formatTranscriptLine, notes, renderPlain, renderTable, summaryLine} from '../client/render.js'
+import {type SendReport, SendError, type TranscriptLine, sendMessage} from '../client/send-message.js'
+import {type ConnectionFlagValues, connectionSettings, localHostName, targetFlag} from './connection-flags.js'
+import {CliError, EXIT} from './exit-codes.js'
+import {sizeFlag} from './flag-values.js'
 
 /** The parsed flags of `lmtp send` (as oclif gives them; defaults already applied). */
-export interface SendFlags {
+export interface SendFlags extends ConnectionFlagValues {
   to: string[]
   from?: string
   server: string
-  lhlo?: string
-  starttls?: boolean
-  'tls-insecure'?: boolean
-  'tls-ca'?: string
   bdat?: boolean
   'chunk-size'?: string
   pipelining: boolean
-  timeout?: string
   transcript?: boolean
   size?: string
 }
@@ -33,17 +26,11 @@ export interface SendFlags {
 /** Runs `lmtp send` with parsed flags; throws CliError for usage and input errors (with their exit codes). */
 export async function runSend(flags: SendFlags, file: string | undefined, json: boolean): Promise<SendReport> {
   const args = {file}
-    let target: Target
-    try {
-      target = parseTarget(flags.server)
-    } catch (err) {
-      if (err instanceof TargetError) throw new CliError(`--server ${err.message}`, EXIT.usage)
-      throw err
-    }
+    const target = targetFlag('--server', flags.server)
     const to = flags.to.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '')
     if (to.length === 0) throw new CliError('--to: give at least one recipient address', EXIT.usage)
     // A host name that cannot appear in LHLO or an address (rare, but possible) falls back to localhost.
-    const hostname = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(os.hostname()) ? os.hostname() : 'localhost'
+    const hostname = localHostName()
     const from = flags.from ?? `lmtp@${hostname}`
     const fromProblem = addressProblem(from, 'sender')
     if (fromProblem) throw new CliError(`--from: ${fromProblem}`, EXIT.usage)
@@ -54,21 +41,9 @@ export async function runSend(flags: SendFlags, file: string | undefined, json: 
     if (flags.size !== undefined && args.file !== undefined) {
       throw new CliError('--size pads the generated test message: use it without FILE', EXIT.usage)
     }
-    const lhlo = flags.lhlo ?? hostname
-    if (!/^[^\s<>\x00-\x1f\x7f]+$/.test(lhlo)) {
-      throw new CliError(`--lhlo ${JSON.stringify(lhlo)}: give one word, a host name or an address literal such as [192.0.2.1]`, EXIT.usage)
-    }
-    const timeoutMs = flags.timeout === undefined ? undefined : secondsFlag('--timeout', flags.timeout)
+    const connection = await connectionSettings(flags, target)
     const chunkSize = flags['chunk-size'] === undefined ? undefined : sizeFlag('--chunk-size', flags['chunk-size'])
     if (chunkSize === 0) throw new CliError('--chunk-size must be at least 1 octet', EXIT.usage)
-    let tlsCa: Buffer | undefined
-    if (flags['tls-ca']) {
-      try {
-        tlsCa = await readFile(flags['tls-ca'])
-      } catch (err) {
-        throw new CliError(`cannot read the CA file ${flags['tls-ca']}: ${(err as Error).message}`, EXIT.noInput)
-      }
-    }
 
     let source: MessageSource
     try {
@@ -107,17 +82,21 @@ export async function runSend(flags: SendFlags, file: string | undefined, json: 
         from,
         to,
         source,
-        lhlo,
-        starttls: flags.starttls,
-        tlsInsecure: flags['tls-insecure'],
-        tlsCa,
+        lhlo: connection.lhloName,
+        starttls: connection.starttls,
+        tlsInsecure: connection.tlsInsecure,
+        tlsCa: connection.tlsCa,
+        auth: connection.auth,
         bdat: flags.bdat,
         chunkSize,
         pipelining: flags.pipelining,
-        timeoutMs,
+        timeoutMs: connection.timeoutMs,
         trace,
         onProgress: spinner ? (text) => (spinner.text = text) : undefined,
       })
+    } catch (err) {
+      if (err instanceof SendError) throw new CliError(err.message, err.exitCode)
+      throw err
     } finally {
       spinner?.stop()
       await source.dispose()
@@ -136,12 +115,4 @@ export async function runSend(flags: SendFlags, file: string | undefined, json: 
       out.write(`${summaryLine(report)}\n`)
     }
     return report
-}
-
-function secondsFlag(name: string, value: string): number {
-  const n = Number(value)
-  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(n > 0)) {
-    throw new CliError(`${name} ${JSON.stringify(value)}: give a number of seconds greater than 0, e.g. 30 or 2.5`, EXIT.usage)
-  }
-  return Math.round(n * 1000)
 }
