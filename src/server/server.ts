@@ -62,6 +62,7 @@ interface Connection {
 }
 
 let sessionCounter = 0
+const EMPTY = Buffer.alloc(0)
 
 /** An LMTP server: start() binds every listener, stop() drains and closes. */
 export class LmtpServer {
@@ -123,7 +124,9 @@ export class LmtpServer {
   }
 
   private async listen(target: Target): Promise<ListenerInfo> {
-    const server = net.createServer({noDelay: true}, (socket) => this.accept(socket, target))
+    // allowHalfOpen: a client's end of stream (shutdown(SHUT_WR) right after the final dot) must not close our
+    // side before the per-recipient replies are written; onEnd closes it once the session has caught up.
+    const server = net.createServer({noDelay: true, allowHalfOpen: true}, (socket) => this.accept(socket, target))
     server.maxConnections = Number.MAX_SAFE_INTEGER
     if (target.kind === 'unix') await this.clearStaleSocket(target.path)
     await new Promise<void>((resolve, reject) => {
@@ -223,6 +226,7 @@ export class LmtpServer {
                 secure.once('secure', () => {
                   current = secure
                   secure.on('data', onData)
+                  secure.on('end', onEnd)
                   secure.on('error', () => {})
                   resolve({protocol: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown'})
                 })
@@ -254,6 +258,17 @@ export class LmtpServer {
         () => current.destroy(),
       )
     }
+    // The client ended its stream: finish what it sent (a transaction may still be delivering), write every
+    // reply, then end our side.
+    const onEnd = (): void => {
+      session.receive(EMPTY).then(
+        () => {
+          flush()
+          current.end()
+        },
+        () => current.destroy(),
+      )
+    }
     const onClosed = (): void => {
       if (closed) return
       closed = true
@@ -272,6 +287,7 @@ export class LmtpServer {
       })
     }
     socket.on('data', onData)
+    socket.on('end', onEnd)
     socket.on('error', () => {})
     socket.on('close', onClosed)
     socket.setTimeout(this.config.idleTimeoutMs ?? 300_000, () => {
