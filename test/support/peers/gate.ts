@@ -9,8 +9,45 @@ import {delimiter, join} from 'node:path'
 import {beforeEach, describe, test} from 'vitest'
 import {systemGroup, systemUser} from './proc.js'
 
+/** Cyrus's programs and the SASL pieces its AUTH-required lmtpd needs (Debian paths). */
+const CYRUS_PROGRAMS = [
+  '/usr/lib/cyrus/bin/master',
+  '/usr/lib/cyrus/bin/lmtpd',
+  '/usr/lib/cyrus/bin/imapd',
+  '/usr/lib/cyrus/bin/ctl_cyrusdb',
+  'saslpasswd2',
+  'unshare',
+  'mount',
+]
+const SASL_PLUGINS = ['libplain.so', 'liblogin.so', 'libsasldb.so']
+
+/** The SASL plugins (PLAIN, LOGIN, sasldb) that are not installed, searched where Debian puts them. */
+function missingSaslPlugins(): string[] {
+  const dirs = ['/usr/lib/x86_64-linux-gnu/sasl2', '/usr/lib/aarch64-linux-gnu/sasl2', '/usr/lib/sasl2']
+  return SASL_PLUGINS.filter((plugin) => !dirs.some((dir) => isReadable(join(dir, plugin))))
+}
+
+function isReadable(path: string): boolean {
+  try {
+    accessSync(path, constants.R_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** The peers the interop tests can use. */
-export type PeerName = 'swaks' | 'smtp-source' | 'smtp-sink' | 'postfix' | 'dovecot' | 'python3' | 'aiosmtpd' | 'openssl'
+export type PeerName =
+  | 'swaks'
+  | 'smtp-source'
+  | 'smtp-sink'
+  | 'postfix'
+  | 'dovecot'
+  | 'cyrus'
+  | 'mailutils'
+  | 'python3'
+  | 'aiosmtpd'
+  | 'openssl'
 
 /** Every peer name, for tables and messages. */
 export const PEER_NAMES: readonly PeerName[] = [
@@ -19,6 +56,8 @@ export const PEER_NAMES: readonly PeerName[] = [
   'smtp-sink',
   'postfix',
   'dovecot',
+  'cyrus',
+  'mailutils',
   'python3',
   'aiosmtpd',
   'openssl',
@@ -95,6 +134,25 @@ function missingReason(name: PeerName): string | undefined {
         (systemUser('mail') ? undefined : "Debian's 'mail' user is missing") ??
         needRoot()
       )
+    case 'cyrus': {
+      const plugins = missingSaslPlugins()
+      return (
+        needProgram(...CYRUS_PROGRAMS) ??
+        (plugins.length > 0 ? `SASL plugins ${plugins.join(', ')} missing` : undefined) ??
+        (systemUser('cyrus') && systemGroup('mail') !== undefined ? undefined : "user 'cyrus' or group 'mail' missing") ??
+        needRoot()
+      )
+    }
+    case 'mailutils': {
+      const missing = needProgram('/usr/sbin/lmtpd')
+      if (missing) return missing
+      const r = spawnSync('/usr/sbin/lmtpd', ['--version'], {encoding: 'utf8', timeout: 20_000})
+      return (
+        (/GNU Mailutils/.test(r.stdout ?? '') ? undefined : '/usr/sbin/lmtpd is not GNU Mailutils (package mailutils-mda)') ??
+        (systemUser('mail') && systemUser('news') ? undefined : "system users 'mail' and 'news' missing") ??
+        needRoot()
+      )
+    }
   }
 }
 
