@@ -1,5 +1,5 @@
 import os from 'node:os'
-import {Flags} from '@oclif/core'
+import {Flags, type Interfaces} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {CliError, EXIT} from '../cli/exit-codes.js'
 import {runServer, type ServeOptions, type ServeSummary} from '../server/run-server.js'
@@ -7,6 +7,29 @@ import {chooseDefaultEventsPath} from '../server/event-feed.js'
 import {TargetError, parseTarget} from '../net/target.js'
 import {drawLiveOnTerminal} from '../cli/terminal.js'
 import {sizeFlag} from '../cli/flag-values.js'
+import {
+  type FlagShape,
+  configFileArgument,
+  flagsOnCommandLine,
+  formatEffectiveConfig,
+  locateConfigError,
+  locateConfigMessage,
+  readServeConfig,
+} from '../cli/serve-config.js'
+import {checkServeConfig} from '../server/check-config.js'
+
+/** What `lmtp serve --check-config` returns (its --json output). */
+export interface ConfigCheckResult {
+  ok: boolean
+  /** The effective configuration as TOML lines, flags that differ from their default (like `postconf -n`). */
+  effective: string[]
+  warnings: string[]
+  /** Each problem, `FILE:LINE: ` first when it comes from the config file. */
+  problems: string[]
+}
+
+/** The parsed flags of serve. */
+type ServeFlags = Interfaces.InferredFlags<typeof Serve.flags>
 
 /** Where serve listens when neither --listen nor systemd says. */
 const DEFAULT_LISTEN = '127.0.0.1:24'
@@ -30,6 +53,13 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
   ]
 
   static override flags = {
+    config: Flags.string({
+      description: 'read flags from this TOML file (keys are the flag names: maildir = "/var/mail/vmail"); command-line flags win',
+      helpValue: 'FILE',
+    }),
+    'check-config': Flags.boolean({
+      description: 'check the configuration (files, certificate, users, Maildir permissions), print it as effective, and exit 0 or 78',
+    }),
     maildir: Flags.string({description: 'Maildir root: mailboxes are DIR/<domain>/<local-part>/', default: './Maildir'}),
     listen: Flags.string({
       description: 'where to listen: HOST:PORT or unix:/path (repeatable; port 25 is refused) [default: 127.0.0.1:24, none when systemd passes sockets]',
@@ -68,9 +98,45 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
     'shutdown-grace': Flags.integer({description: 'seconds to let transactions finish on SIGTERM/SIGINT', default: 30, min: 0}),
   }
 
-  async run(): Promise<ServeSummary> {
-    const {flags} = await this.parse(Serve)
-    const options: ServeOptions = {
+  async run(): Promise<ServeSummary | ConfigCheckResult> {
+    const onCommandLine = flagsOnCommandLine(this.argv)
+    const configFile = configFileArgument(this.argv)
+    const shapes = Serve.flags as unknown as Record<string, FlagShape>
+    const fromFile = configFile ? await readServeConfig(configFile, shapes, onCommandLine) : {argv: [], origins: new Map<string, string>()}
+    let flags: ServeFlags
+    try {
+      ;({flags} = await this.parse(Serve, [...fromFile.argv, ...this.argv]))
+    } catch (err) {
+      if (configFile && fromFile.argv.length > 0 && err instanceof Error) err.message += ` (some flags came from ${configFile})`
+      throw err
+    }
+    let options: ServeOptions
+    try {
+      options = this.buildOptions(flags)
+    } catch (err) {
+      throw locateConfigError(err, fromFile.origins, onCommandLine)
+    }
+    if (flags['check-config']) {
+      const report = await checkServeConfig(options)
+      const result: ConfigCheckResult = {
+        ok: report.problems.length === 0,
+        effective: formatEffectiveConfig(flags, shapes),
+        warnings: report.warnings,
+        problems: report.problems.map((m) => locateConfigMessage(m, fromFile.origins, onCommandLine)),
+      }
+      if (!this.jsonEnabled()) {
+        for (const line of result.effective) this.log(line)
+        for (const w of result.warnings) this.logToStderr(`warning: ${w}`)
+      }
+      if (!result.ok) throw new CliError(result.problems.join('\n'), EXIT.config)
+      if (!this.jsonEnabled()) this.logToStderr('lmtp serve: configuration OK')
+      return result
+    }
+    return this.serve(flags, options)
+  }
+
+  private buildOptions(flags: ServeFlags): ServeOptions {
+    return {
       maildir: flags.maildir,
       listen: (flags.listen ?? (process.env.LISTEN_FDS ? [] : [DEFAULT_LISTEN])).map((t) => {
         try {
@@ -100,6 +166,9 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       // With --json the final summary owns stdout; log lines go to stderr.
       log: this.jsonEnabled() ? (line) => process.stderr.write(`${line}\n`) : (line) => process.stdout.write(`${line}\n`),
     }
+  }
+
+  private async serve(flags: ServeFlags, options: ServeOptions): Promise<ServeSummary> {
     if (!flags['no-events']) {
       options.events = flags.events ? {path: flags.events, isDefault: false} : {path: chooseDefaultEventsPath(), isDefault: true}
     }
