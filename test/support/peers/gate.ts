@@ -48,6 +48,7 @@ export type PeerName =
   | 'python3'
   | 'aiosmtpd'
   | 'openssl'
+  | 'systemd'
 
 /** Every peer name, for tables and messages. */
 export const PEER_NAMES: readonly PeerName[] = [
@@ -61,6 +62,7 @@ export const PEER_NAMES: readonly PeerName[] = [
   'python3',
   'aiosmtpd',
   'openssl',
+  'systemd',
 ]
 
 /** The command that installs every peer (Debian 12, as root). */
@@ -116,6 +118,9 @@ function missingReason(name: PeerName): string | undefined {
       return needProgram(name)
     case 'python3':
       return needProgram(DEBIAN_PYTHON)
+    case 'systemd':
+      // The tools only: there is no systemd as PID 1 here (socket activation, unit checks, notification).
+      return needProgram('systemd-socket-activate', 'systemd-analyze', 'systemd-notify', DEBIAN_PYTHON)
     case 'aiosmtpd': {
       const py = needProgram(DEBIAN_PYTHON)
       if (py) return py
