@@ -11,37 +11,10 @@ import {afterEach, beforeEach, expect, test} from 'vitest'
 import {REPO_ROOT} from '../reliability/serve-process.js'
 import {DEBIAN_PYTHON, describePeers} from '../support/peers/gate.js'
 import {type TempDir, freePort, tempDir} from '../support/peers/proc.js'
+import {LineWatch} from '../support/line-watch.js'
 import {RawSession} from '../support/serve.js'
 
 const UNITS = path.join(REPO_ROOT, 'contrib', 'systemd')
-
-/** Lines a child prints, with a way to wait for one that matches. */
-class LineWatch {
-  readonly lines: string[] = []
-  private waiters: {match: (l: string) => boolean; resolve: (l: string) => void}[] = []
-
-  constructor(stream: NodeJS.ReadableStream) {
-    let partial = ''
-    stream.on('data', (chunk: Buffer) => {
-      const parts = (partial + chunk.toString('utf8')).split('\n')
-      partial = parts.pop() ?? ''
-      for (const line of parts) {
-        this.lines.push(line)
-        for (const w of this.waiters.filter((x) => x.match(line))) {
-          this.waiters.splice(this.waiters.indexOf(w), 1)
-          w.resolve(line)
-        }
-      }
-    })
-  }
-
-  /** Resolves with the first line (already seen from index `from`, or to come) that matches. */
-  next(match: (l: string) => boolean, from = 0): Promise<string> {
-    const seen = this.lines.slice(from).find(match)
-    if (seen !== undefined) return Promise.resolve(seen)
-    return new Promise((resolve) => this.waiters.push({match, resolve}))
-  }
-}
 
 /** A datagram listener as systemd's notify socket: prints each message on one line (fields joined by `|`). */
 const NOTIFY_LISTENER = `
