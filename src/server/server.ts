@@ -63,6 +63,8 @@ interface Connection {
 
 let sessionCounter = 0
 const EMPTY = Buffer.alloc(0)
+/** Reply bytes a connection may have unsent before the server stops reading from it. */
+const MAX_UNSENT_REPLY_BYTES = 64 * 1024
 
 /** An LMTP server: start() binds every listener, stop() drains and closes. */
 export class LmtpServer {
@@ -249,11 +251,19 @@ export class LmtpServer {
     )
     const conn: Connection = {socket, session}
     this.connections.add(conn)
+    // Backpressure on the write side: replies the client does not read stay in our socket buffer, so we read
+    // nothing more from it until they drain (a client pipelining NOOPs and never reading cannot grow us).
+    const resumeWhenDrained = (): void => {
+      if (current.destroyed) return
+      if (current.writableLength > MAX_UNSENT_REPLY_BYTES) current.once('drain', resumeWhenDrained)
+      else current.resume()
+    }
     const onData = (chunk: Buffer): void => {
       current.pause()
       session.receive(chunk).then(
         () => {
-          if (!current.destroyed) current.resume()
+          flush()
+          resumeWhenDrained()
         },
         () => current.destroy(),
       )
