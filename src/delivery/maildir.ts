@@ -24,7 +24,7 @@ export interface MaildirFs {
   open(file: string, flags: number, mode?: number): Promise<FileLike>
   rename(from: string, to: string): Promise<void>
   unlink(file: string): Promise<void>
-  mkdir(dir: string, options: {recursive: true; mode: number}): Promise<unknown>
+  mkdir(dir: string, options: {recursive: boolean; mode: number}): Promise<unknown>
 }
 
 /** The real file system (node:fs/promises). */
@@ -288,10 +288,31 @@ const ensured = new Set<string>()
 /** Creates `tmp/`, `new/` and `cur/` of a Maildir (and missing parents) with mode 0700. */
 export async function ensureMaildir(dir: string, fs: MaildirFs = realFs): Promise<void> {
   for (const sub of ['tmp', 'new', 'cur']) {
-    await fs.mkdir(path.join(dir, sub), {recursive: true, mode: DIR_MODE})
+    await makeDirectory(path.join(dir, sub), DIR_MODE, fs)
   }
   if (ensured.size > 10_000) ensured.clear()
   ensured.add(dir)
+}
+
+/**
+ * `mkdir -p` that reports why a directory could not be made. Node's asynchronous recursive mkdir answers ENOENT
+ * when a level cannot be created for lack of inodes (the real ENOSPC is lost); then the levels are made one by
+ * one from the top, so the error thrown is the real one and "out of inodes" earns 452 4.3.1 like a full disk.
+ */
+export async function makeDirectory(dir: string, mode: number, fs: MaildirFs = realFs): Promise<void> {
+  try {
+    await fs.mkdir(dir, {recursive: true, mode})
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err
+    const levels: string[] = []
+    for (let d = path.resolve(dir); path.dirname(d) !== d; d = path.dirname(d)) levels.unshift(d)
+    // Plain mkdir, level by level: the one that cannot be made fails with its own errno.
+    for (const level of levels) {
+      await fs.mkdir(level, {recursive: false, mode}).catch((e: unknown) => {
+        if (!isErrno(e, 'EEXIST')) throw e
+      })
+    }
+  }
 }
 
 /** Line statistics of a body with CRLF line ends, as counted by the spool (used for `S=` and `W=`). */

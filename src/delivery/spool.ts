@@ -10,7 +10,7 @@ import * as fsp from 'node:fs/promises'
 import path from 'node:path'
 import {BackendError, type Spool} from '../protocol/backend.js'
 import {R} from '../protocol/replies.js'
-import {type BodyStats, CREATE_EXCLUSIVE, DIR_MODE, FILE_MODE, isDiskFullError, uniqueName, writeAll} from './maildir.js'
+import {type BodyStats, CREATE_EXCLUSIVE, DIR_MODE, FILE_MODE, isDiskFullError, makeDirectory, uniqueName, writeAll} from './maildir.js'
 
 /** Collects the addresses of `Delivered-To:` headers from a message's header section, fed in chunks. */
 export class DeliveredToScanner {
@@ -301,7 +301,7 @@ async function createSpoolFile(dir: string, file: string): Promise<FileHandle> {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
   }
-  await fsp.mkdir(dir, {recursive: true, mode: DIR_MODE})
+  await makeDirectory(dir, DIR_MODE)
   if (knownDirs.size > 1000) knownDirs.clear()
   knownDirs.add(dir)
   return fsp.open(file, CREATE_EXCLUSIVE, FILE_MODE)
