@@ -5,8 +5,12 @@
  * bench/results/<date>.json (or --out FILE) with the machine, Node and peer versions.
  *
  *   npm run bench -- [--messages 5000] [--rounds 3] [--sessions 1,16] [--sizes 1024,102400]
- *                    [--scenarios 0,1,2,3,4,5,6] [--baseline REF] [--big-message 200000000] [--idle 1000]
+ *                    [--scenarios 0,1,2,3,4,5,6,7,8] [--baseline REF] [--big-message 200000000] [--idle 1000]
  *                    [--out FILE] [--quick]
+ *
+ * Scenario 7: serve into ONE mailbox with a quota (`--quota 10G`, never reached) beside the same without quota,
+ * at the largest session count and the first size (with --baseline: before/after of the quota path).
+ * Scenario 8: `serve --workers 1` vs `--workers 2`, largest session count, first size.
  *
  * --baseline REF also builds the git ref REF and measures it beside the working tree (before/after, one run).
  * --variant NAME=VALUE[,NAME=VALUE] (repeatable) also measures the working tree's serve with that environment
@@ -64,7 +68,7 @@ function parseArgs(argv: string[]): BenchOptions {
     rounds: 3,
     sessions: [1, 16],
     sizes: [1024, 102_400],
-    scenarios: [0, 1, 2, 3, 4, 5, 6],
+    scenarios: [0, 1, 2, 3, 4, 5, 6, 7, 8],
     bigMessage: 200_000_000,
     idle: 1000,
     latencyRate: 100,
@@ -229,6 +233,7 @@ function comparisons(o: BenchOptions, builds: CliBuild[], have: Record<string, b
       out.push({scenario: 2, case: name, sides, ratios})
     }
   }
+  out.push(...scaleComparisons(o, builds, serveName))
   const cli = builds[0]!
   if (o.scenarios.includes(3) || o.scenarios.includes(5)) {
     if (!cli.hasCommand('replay')) {
@@ -247,6 +252,40 @@ function comparisons(o: BenchOptions, builds: CliBuild[], have: Record<string, b
     if (!send.hasCommand('send')) unavailable.push({scenario: 6, case: 'one message', reason: 'src/commands/send.ts does not exist yet'})
     else if (!have.swaks) unavailable.push({scenario: 6, case: 'one message', reason: 'swaks is not installed'})
     else out.push(oneShotComparison(send))
+  }
+  return out
+}
+
+/**
+ * Scenarios 7 and 8 (issue 12/15): one quota'd mailbox (every serve side with `--quota 10G`, plus the working
+ * tree without quota), and `--workers 1` vs `--workers 2` (working tree), both at the largest session count and
+ * the first size, into one mailbox (smtp-source sends every message to one recipient).
+ */
+function scaleComparisons(o: BenchOptions, builds: CliBuild[], serveName: (b: CliBuild, i: number) => string): Comparison[] {
+  const out: Comparison[] = []
+  const sessions = Math.max(...o.sessions)
+  const size = o.sizes[0]!
+  const load = {messages: o.messages, sessions, size}
+  const side = (name: string, b: CliBuild, serveArgs: string[]): Side => ({
+    name,
+    unit: 'msg/s',
+    measure: () => throughput(() => startServe(b, {serveArgs}), load, {verify: true}),
+  })
+  if (o.scenarios.includes(7)) {
+    const sides = builds.map((b, i) => side(`${serveName(b, i)} --quota`, b, ['--quota', '10G']))
+    sides.push(side('serve, no quota', builds[0]!, []))
+    const ratios: Comparison['ratios'] = [{a: 'serve --quota', b: 'serve, no quota'}]
+    for (const [i, b] of builds.entries()) if (i > 0) ratios.push({a: 'serve --quota', b: `${serveName(b, i)} --quota`})
+    out.push({scenario: 7, case: `one quota'd mailbox, ${KB(size)}, ${sessions} sessions`, sides, ratios})
+  }
+  if (o.scenarios.includes(8)) {
+    const cli = builds[0]!
+    out.push({
+      scenario: 8,
+      case: `serve --workers, ${KB(size)}, ${sessions} sessions, one mailbox`,
+      sides: [side('serve --workers 1', cli, ['--workers', '1']), side('serve --workers 2', cli, ['--workers', '2'])],
+      ratios: [{a: 'serve --workers 2', b: 'serve --workers 1'}],
+    })
   }
   return out
 }

@@ -33,6 +33,8 @@ export interface ServeStartOptions {
   maxConnections?: number
   /** Extra node options (e.g. `--cpu-prof --cpu-prof-dir=DIR`). */
   nodeOptions?: string[]
+  /** Extra `serve` flags (e.g. `--quota 10G`, `--workers 2`). */
+  serveArgs?: string[]
 }
 
 /** Starts `node BUILD/bin/run.js serve` on a free loopback port with a fresh Maildir; logs go to a pipe. */
@@ -55,6 +57,7 @@ export async function startServe(build: CliBuild, options: ServeStartOptions = {
       options.maxSize ?? '50M',
       '--max-connections',
       String(options.maxConnections ?? 256),
+      ...(options.serveArgs ?? []),
     ]
     const proc = new PeerProcess('lmtp serve', process.execPath, args, {OCLIF_SKIP_NEW_VERSION_CHECK: 'true', ...build.env})
     try {

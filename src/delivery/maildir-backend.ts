@@ -23,11 +23,13 @@ import {
   encodeHostForMaildir,
   isDiskFullError,
   type MaildirFs,
+  type MaildirWrite,
   parseUniqueName,
   realFs,
+  storedSizes,
   writeMaildirMessage,
 } from './maildir.js'
-import {appendUsage, checkQuota, KeyedMutex, MAILDIRSIZE, readUsage} from './quota.js'
+import {KeyedMutex, MAILDIRSIZE, peekUsage, QuotaRefusal, readUsage, releaseAndRemove, reserveAndCommit, withQuotaLock} from './quota.js'
 import {FileSpool, normaliseAddressForLoop} from './spool.js'
 import type {UserTable} from './users.js'
 
@@ -132,7 +134,7 @@ export class MaildirBackend implements Backend {
     const quota = this.quotaFor(p)
     if (this.options.checkQuotaAtRcpt && quota !== undefined) {
       try {
-        const usage = await this.locks.run(mailbox.dir, () => readUsage(mailbox.dir, quota, this.host))
+        const usage = await withQuotaLock(this.locks, mailbox.dir, () => readUsage(mailbox.dir, quota, this.host))
         if (usage.bytes >= quota) {
           return {
             ok: false,
@@ -140,8 +142,9 @@ export class MaildirBackend implements Backend {
           }
         }
       } catch (err) {
-        // Bookkeeping trouble is not the sender's problem: accept, the check after the body decides.
-        this.options.onWarning?.(`cannot read quota of ${mailbox.name}`, err)
+        // Bookkeeping trouble is not the sender's problem: accept, the check after the body decides. A mailbox
+        // that does not exist yet (no directory for its lock) is simply empty.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.options.onWarning?.(`cannot read quota of ${mailbox.name}`, err)
       }
     }
     return {ok: true, mailbox: mailbox.name}
@@ -204,39 +207,41 @@ export class MaildirBackend implements Backend {
     const quota = this.quotaFor(r.path)
     try {
       if (quota === undefined) return await this.write(rcpt, mailbox, headers, spool)
-      return await this.locks.run(mailbox.dir, async () => {
-        const size = Buffer.byteLength(headers) + spool.size - spool.crlfCount
-        const verdict = await checkQuota(mailbox.dir, quota, size, this.host)
-        if (verdict.verdict === 'tooBig') return {reply: perRecipient.tooBigForMailbox(rcpt)}
-        if (verdict.verdict === 'over') {
-          const perm = this.options.overQuota === 'permanent'
-          return {reply: perm ? perRecipient.overQuotaPerm(rcpt) : perRecipient.overQuotaTemp(rcpt)}
-        }
-        // The tally is appended before the rename into new/, not after: a crash after the rename would leave
-        // a stored message that maildirsize never counts, with no trace to repair it from. A crash before the
-        // rename leaves the temp file, and cleanTmp then drops the tally so that it is rebuilt from the files.
-        let appended = false
-        const dropTally = () => fsp.unlink(path.join(mailbox.dir, MAILDIRSIZE)).catch(() => undefined)
-        try {
-          return await this.write(rcpt, mailbox, headers, spool, async (bytes) => {
-            try {
-              appended = await appendUsage(mailbox.dir, bytes, 1)
-            } catch (err) {
-              // Drop the tally so the next reading rebuilds it from the files.
-              this.options.onWarning?.(`cannot update maildirsize of ${mailbox.name}`, err)
-              await dropTally()
-            }
-          })
-        } catch (err) {
-          // The tally counts a message that was not stored.
-          if (appended) await dropTally()
-          throw err
-        }
-      })
+      return await this.writeWithinQuota(rcpt, mailbox, headers, spool, quota)
     } catch (err) {
+      if (err instanceof QuotaRefusal) return {reply: this.quotaReply(rcpt, err.verdict)}
       this.options.onWarning?.(`delivery to ${mailbox.name} failed`, err)
       return {reply: isDiskFullError(err) ? perRecipient.diskFull(rcpt) : perRecipient.localError(rcpt)}
     }
+  }
+
+  private quotaReply(rcpt: string, verdict: 'over' | 'tooBig'): DeliveryResult['reply'] {
+    if (verdict === 'tooBig') return perRecipient.tooBigForMailbox(rcpt)
+    return this.options.overQuota === 'permanent' ? perRecipient.overQuotaPerm(rcpt) : perRecipient.overQuotaTemp(rcpt)
+  }
+
+  /**
+   * Delivery into a quota'd mailbox. The file is written and fsync'd outside any lock (deliveries to one mailbox
+   * overlap, and their directory fsyncs group); only the decision, the maildirsize line and the rename into new/
+   * run under the mailbox's cross-process quota lock (see reserveAndCommit). A message that clearly does not fit
+   * by a lock-free reading is refused before it is written.
+   */
+  private async writeWithinQuota(
+    rcpt: string,
+    mailbox: ResolvedMailbox,
+    headers: string,
+    spool: FileSpool,
+    quota: number,
+  ): Promise<DeliveryResult> {
+    const expected = storedSizes(headers, spool).size
+    if (expected > quota) throw new QuotaRefusal('tooBig')
+    const peek = await peekUsage(mailbox.dir, quota)
+    if (peek && peek.bytes + expected > quota) throw new QuotaRefusal('over')
+    const onWarning = this.options.onWarning
+    return this.write(rcpt, mailbox, headers, spool, {
+      commit: (size, rename) => reserveAndCommit(this.locks, mailbox.dir, quota, size, rename, {host: this.host, onWarning}),
+      uncommit: (size, unlink) => releaseAndRemove(this.locks, mailbox.dir, size, unlink, {onWarning}),
+    })
   }
 
   private async write(
@@ -244,7 +249,7 @@ export class MaildirBackend implements Backend {
     mailbox: ResolvedMailbox,
     headers: string,
     spool: FileSpool,
-    beforeCommit?: (size: number) => Promise<void>,
+    hooks: Pick<MaildirWrite, 'commit' | 'uncommit'> = {},
   ): Promise<DeliveryResult> {
     await this.checkNoLinks(mailbox)
     const written = await writeMaildirMessage({
@@ -255,7 +260,7 @@ export class MaildirBackend implements Backend {
       stats: spool,
       host: this.host,
       fs: this.options.fs ?? realFs,
-      beforeCommit,
+      ...hooks,
     })
     return {reply: perRecipient.delivered(rcpt), mailbox: mailbox.name, bytes: written.size}
   }

@@ -353,11 +353,18 @@ export interface MaildirWrite {
   /** Unique base name factory (tests use it to plant a file at the name). */
   nameFactory?: () => string
   /**
-   * Called once the temp file is complete and fsync'd, just before it is renamed into new/, with the stored
-   * size. Quota accounting goes here: a crash between this call and the rename leaves the temp file behind,
-   * which tells cleanTmp that the accounting of this Maildir cannot be trusted (see MaildirBackend.cleanTmp).
+   * Runs the rename into new/ once the temp file is complete and fsync'd, with the stored size: quota
+   * accounting wraps the rename here, under the mailbox's lock, so that "counted in maildirsize" and "present in
+   * new/" change together for every other process (a crash inside leaves the temp file behind, which tells
+   * cleanTmp that the accounting of this Maildir cannot be trusted). It may refuse by throwing; the temp file is
+   * then removed. Default: just `rename()`.
    */
-  beforeCommit?: (size: number) => Promise<void>
+  commit?: (size: number, rename: () => Promise<void>) => Promise<void>
+  /**
+   * Runs the removal of a renamed message whose directory fsync failed (the 4xx that follows must not leave a
+   * duplicate behind), so that quota accounting can take it back under the same lock. Default: `unlink()`.
+   */
+  uncommit?: (size: number, unlink: () => Promise<void>) => Promise<void>
 }
 
 /** Where a message was stored. */
@@ -427,14 +434,13 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
     // delivery); its outcome is still checked before the message counts as delivered.
     closing = out.close()
     closing.catch(() => undefined)
-    if (w.beforeCommit) await w.beforeCommit(size)
   } catch (err) {
     if (open) await out.close().catch(() => undefined)
     await fs.unlink(tmpFile).catch(() => undefined)
     throw err
   }
 
-  try {
+  const rename = async (): Promise<void> => {
     try {
       await fs.rename(tmpFile, newFile)
     } catch (err) {
@@ -442,6 +448,9 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
       await ensureMaildir(w.dir, fs)
       await fs.rename(tmpFile, newFile)
     }
+  }
+  try {
+    await (w.commit ? w.commit(size, rename) : rename())
   } catch (err) {
     await fs.unlink(tmpFile).catch(() => undefined)
     throw err
@@ -451,7 +460,8 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
     await closing
   } catch (err) {
     // Not known to be durable: take it back so that the 4xx (and the client's retry) does not duplicate it.
-    await fs.unlink(newFile).catch(() => undefined)
+    const unlink = () => fs.unlink(newFile).catch(() => undefined)
+    await (w.uncommit ? w.uncommit(size, unlink) : unlink()).catch(() => undefined)
     throw err
   }
   return {file: newFile, name, size, virtualSize}

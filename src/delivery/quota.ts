@@ -7,15 +7,23 @@
  * messages in new/ and cur/ (sizes from `,S=` in the names, else stat) when it is missing, malformed, larger
  * than 5120 bytes, carries a different limit than the one configured, or says "over quota" but is older than
  * 15 minutes (the Maildir++ rules); the rebuilt file replaces the old one atomically (tmp + rename).
- * Changes are appended with O_APPEND in one write. Callers serialise work on one mailbox with KeyedMutex.
+ * Changes are appended with O_APPEND in one write.
+ *
+ * Several processes (`serve --workers`, several instances, several hosts over NFS) may deliver into one Maildir:
+ * every read-decide-append and every rebuild runs under {@link withQuotaLock} (a per-process KeyedMutex in front
+ * of the cross-process `maildirsize.lock` dotlock), so no rebuild can rename over a line another process
+ * appended, and no two processes can both decide that the last free bytes are theirs.
  */
 import {constants} from 'node:fs'
 import * as fsp from 'node:fs/promises'
 import path from 'node:path'
+import {acquireDotlock, type DotlockOptions} from './dotlock.js'
 import {CREATE_EXCLUSIVE, FILE_MODE, uniqueName, writeAll} from './maildir.js'
 
 /** Name of the Maildir++ quota file inside a Maildir. */
 export const MAILDIRSIZE = 'maildirsize'
+/** The cross-process lock of a Maildir's quota accounting (the name Dovecot uses for its recalculation). */
+export const MAILDIRSIZE_LOCK = 'maildirsize.lock'
 /** A maildirsize larger than this is rebuilt (Maildir++). */
 export const MAILDIRSIZE_MAX_BYTES = 5120
 /** An over-quota maildirsize older than this is rebuilt before refusing (Maildir++: 15 minutes). */
@@ -250,5 +258,115 @@ export class KeyedMutex {
   /** Number of keys with work queued or running (for tests). */
   get activeKeys(): number {
     return this.tails.size
+  }
+}
+
+/**
+ * Runs `fn` holding the quota lock of one Maildir: first the in-process mutex (so one process polls the file
+ * lock at a time), then the cross-process dotlock `maildirsize.lock`. Everything that reads-then-writes
+ * maildirsize (check + append, rebuild) and the rename that a reservation covers runs inside. Keep `fn` short:
+ * other processes poll for the lock meanwhile.
+ */
+export async function withQuotaLock<T>(
+  mutex: KeyedMutex,
+  maildir: string,
+  fn: () => Promise<T>,
+  options: DotlockOptions = {},
+): Promise<T> {
+  return mutex.run(maildir, async () => {
+    const release = await acquireDotlock(path.join(maildir, MAILDIRSIZE_LOCK), options)
+    try {
+      return await fn()
+    } finally {
+      await release().catch(() => undefined)
+    }
+  })
+}
+
+/**
+ * Usage from maildirsize without a lock and without ever rebuilding: undefined when the file is missing,
+ * malformed, too large, for another limit, or old enough that an over-quota reading must be re-checked. Used to
+ * refuse cheaply, before writing, a message that clearly does not fit; the decision that counts is made under
+ * the lock.
+ */
+export async function peekUsage(maildir: string, limitBytes: number, now = Date.now()): Promise<Usage | undefined> {
+  const file = await readMaildirSizeFile(maildir).catch(() => undefined)
+  if (!file || file.bytes > MAILDIRSIZE_MAX_BYTES || now - file.mtimeMs > STALE_OVER_QUOTA_MS) return undefined
+  const parsed = parseMaildirSize(file.text)
+  if (!parsed || parsed.limitBytes !== limitBytes) return undefined
+  return {bytes: parsed.bytes, count: parsed.count}
+}
+
+/** Thrown by {@link reserveAndCommit} when the message does not fit: its verdict decides the reply. */
+export class QuotaRefusal extends Error {
+  constructor(readonly verdict: 'over' | 'tooBig') {
+    super(verdict === 'over' ? 'mailbox over quota' : 'message larger than the mailbox quota')
+    this.name = 'QuotaRefusal'
+  }
+}
+
+/**
+ * Under the quota lock: decides whether `size` more octets fit, appends the `<size> 1` line, and runs `commit`
+ * (the rename of the finished, fsync'd temp file into new/), so that the tally and the file appear together for
+ * every other process and a rebuild counts each message exactly once. Throws {@link QuotaRefusal} when it does
+ * not fit. When `commit` fails the line is taken back with a `-<size> -1` line (Maildir++ allows negative lines).
+ * When maildirsize cannot be written it is removed, so the next reading rebuilds it from the files.
+ */
+export async function reserveAndCommit(
+  mutex: KeyedMutex,
+  maildir: string,
+  limitBytes: number,
+  size: number,
+  commit: () => Promise<void>,
+  options: {host?: string; lock?: DotlockOptions; onWarning?: (message: string, error?: unknown) => void} = {},
+): Promise<void> {
+  await withQuotaLock(
+    mutex,
+    maildir,
+    async () => {
+      const verdict = await checkQuota(maildir, limitBytes, size, options.host)
+      if (verdict.verdict !== 'ok') throw new QuotaRefusal(verdict.verdict)
+      const appended = await changeUsage(maildir, size, 1, options.onWarning)
+      try {
+        await commit()
+      } catch (err) {
+        if (appended) await changeUsage(maildir, -size, -1, options.onWarning)
+        throw err
+      }
+    },
+    options.lock,
+  )
+}
+
+/**
+ * Under the quota lock: runs `remove` (the unlink of a message that was committed but could not be made durable)
+ * and takes its line back.
+ */
+export async function releaseAndRemove(
+  mutex: KeyedMutex,
+  maildir: string,
+  size: number,
+  remove: () => Promise<void>,
+  options: {lock?: DotlockOptions; onWarning?: (message: string, error?: unknown) => void} = {},
+): Promise<void> {
+  await withQuotaLock(
+    mutex,
+    maildir,
+    async () => {
+      await remove()
+      await changeUsage(maildir, -size, -1, options.onWarning)
+    },
+    options.lock,
+  )
+}
+
+/** Appends a usage line; on failure removes maildirsize (rebuilt from the files on the next reading). */
+async function changeUsage(maildir: string, bytes: number, count: number, onWarning?: (message: string, error?: unknown) => void): Promise<boolean> {
+  try {
+    return await appendUsage(maildir, bytes, count)
+  } catch (err) {
+    onWarning?.(`cannot update ${MAILDIRSIZE} of ${maildir}`, err)
+    await fsp.unlink(path.join(maildir, MAILDIRSIZE)).catch(() => undefined)
+    return false
   }
 }
