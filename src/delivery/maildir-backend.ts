@@ -29,7 +29,7 @@ import {
   storedSizes,
   writeMaildirMessage,
 } from './maildir.js'
-import {KeyedMutex, MAILDIRSIZE, peekUsage, QuotaRefusal, readUsage, releaseAndRemove, reserveAndCommit, withQuotaLock} from './quota.js'
+import {KeyedMutex, MAILDIRSIZE, peekUsage, QuotaCommitter, QuotaRefusal, readUsage, withQuotaLock} from './quota.js'
 import {FileSpool, normaliseAddressForLoop} from './spool.js'
 import type {UserTable} from './users.js'
 
@@ -86,6 +86,7 @@ export class MaildirBackend implements Backend {
   readonly root: string
   private readonly options: MaildirBackendOptions
   private readonly locks = new KeyedMutex()
+  private readonly committer: QuotaCommitter
   private readonly host: string
   /** The root with its own symlinks resolved (an operator may point the root anywhere), for checkNoLinks. */
   private realRoot: Promise<string> | undefined
@@ -94,6 +95,7 @@ export class MaildirBackend implements Backend {
     this.options = {...options}
     this.root = path.resolve(options.root)
     this.host = options.uniqueHost ?? os.hostname()
+    this.committer = new QuotaCommitter(this.locks, {host: this.host, onWarning: options.onWarning})
   }
 
   /**
@@ -223,7 +225,7 @@ export class MaildirBackend implements Backend {
   /**
    * Delivery into a quota'd mailbox. The file is written and fsync'd outside any lock (deliveries to one mailbox
    * overlap, and their directory fsyncs group); only the decision, the maildirsize line and the rename into new/
-   * run under the mailbox's cross-process quota lock (see reserveAndCommit). A message that clearly does not fit
+   * run under the mailbox's cross-process quota lock (see QuotaCommitter). A message that clearly does not fit
    * by a lock-free reading is refused before it is written.
    */
   private async writeWithinQuota(
@@ -237,10 +239,9 @@ export class MaildirBackend implements Backend {
     if (expected > quota) throw new QuotaRefusal('tooBig')
     const peek = await peekUsage(mailbox.dir, quota)
     if (peek && peek.bytes + expected > quota) throw new QuotaRefusal('over')
-    const onWarning = this.options.onWarning
     return this.write(rcpt, mailbox, headers, spool, {
-      commit: (size, rename) => reserveAndCommit(this.locks, mailbox.dir, quota, size, rename, {host: this.host, onWarning}),
-      uncommit: (size, unlink) => releaseAndRemove(this.locks, mailbox.dir, size, unlink, {onWarning}),
+      commit: (size, rename) => this.committer.reserveAndCommit(mailbox.dir, quota, size, rename),
+      uncommit: (size, unlink) => this.committer.releaseAndRemove(mailbox.dir, size, unlink),
     })
   }
 

@@ -213,6 +213,12 @@ export async function checkQuota(
  * whether a line was appended.
  */
 export async function appendUsage(maildir: string, bytes: number, count: number): Promise<boolean> {
+  return appendUsageLines(maildir, [{bytes, count}])
+}
+
+/** Appends several usage lines in one O_APPEND write (see {@link appendUsage}); true when written. */
+export async function appendUsageLines(maildir: string, lines: Usage[]): Promise<boolean> {
+  if (lines.length === 0) return true
   let h: fsp.FileHandle
   try {
     h = await fsp.open(path.join(maildir, MAILDIRSIZE), constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW)
@@ -221,9 +227,9 @@ export async function appendUsage(maildir: string, bytes: number, count: number)
     throw err
   }
   try {
-    const line = Buffer.from(`${bytes} ${count}\n`)
-    const {bytesWritten} = await h.write(line, 0, line.length)
-    if (bytesWritten !== line.length) throw new Error(`short append to ${MAILDIRSIZE}: ${bytesWritten} of ${line.length}`)
+    const text = Buffer.from(lines.map((l) => `${l.bytes} ${l.count}\n`).join(''))
+    const {bytesWritten} = await h.write(text, 0, text.length)
+    if (bytesWritten !== text.length) throw new Error(`short append to ${MAILDIRSIZE}: ${bytesWritten} of ${text.length}`)
   } finally {
     await h.close()
   }
@@ -297,7 +303,7 @@ export async function peekUsage(maildir: string, limitBytes: number, now = Date.
   return {bytes: parsed.bytes, count: parsed.count}
 }
 
-/** Thrown by {@link reserveAndCommit} when the message does not fit: its verdict decides the reply. */
+/** Thrown by {@link QuotaCommitter.reserveAndCommit} when the message does not fit: its verdict decides the reply. */
 export class QuotaRefusal extends Error {
   constructor(readonly verdict: 'over' | 'tooBig') {
     super(verdict === 'over' ? 'mailbox over quota' : 'message larger than the mailbox quota')
@@ -305,68 +311,127 @@ export class QuotaRefusal extends Error {
   }
 }
 
+/** Options of the quota bookkeeping that writes (host for rebuilt temp names, lock timing, warnings). */
+export interface QuotaWriteOptions {
+  host?: string
+  lock?: DotlockOptions
+  onWarning?: (message: string, error?: unknown) => void
+}
+
+interface PendingCommit {
+  limitBytes: number
+  size: number
+  commit: () => Promise<void>
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
 /**
- * Under the quota lock: decides whether `size` more octets fit, appends the `<size> 1` line, and runs `commit`
- * (the rename of the finished, fsync'd temp file into new/), so that the tally and the file appear together for
- * every other process and a rebuild counts each message exactly once. Throws {@link QuotaRefusal} when it does
- * not fit. When `commit` fails the line is taken back with a `-<size> -1` line (Maildir++ allows negative lines).
- * When maildirsize cannot be written it is removed, so the next reading rebuilds it from the files.
+ * Reserves quota and commits messages into one Maildir, in batches: every message of this process that is
+ * ready while the mailbox's lock is taken waits for the next round, and each round takes the lock once for all
+ * of them (one read of maildirsize, one append with one line per message, the renames into new/ in parallel).
+ * The decision, the lines and the renames happen under the lock, so the tally and the files appear together
+ * for every other process, and a rebuild (also under the lock) counts each message exactly once.
  */
-export async function reserveAndCommit(
-  mutex: KeyedMutex,
-  maildir: string,
-  limitBytes: number,
-  size: number,
-  commit: () => Promise<void>,
-  options: {host?: string; lock?: DotlockOptions; onWarning?: (message: string, error?: unknown) => void} = {},
-): Promise<void> {
-  await withQuotaLock(
-    mutex,
-    maildir,
-    async () => {
-      const verdict = await checkQuota(maildir, limitBytes, size, options.host)
-      if (verdict.verdict !== 'ok') throw new QuotaRefusal(verdict.verdict)
-      const appended = await changeUsage(maildir, size, 1, options.onWarning)
-      try {
-        await commit()
-      } catch (err) {
-        if (appended) await changeUsage(maildir, -size, -1, options.onWarning)
-        throw err
+export class QuotaCommitter {
+  private readonly queues = new Map<string, PendingCommit[]>()
+
+  constructor(
+    private readonly mutex: KeyedMutex,
+    private readonly options: QuotaWriteOptions = {},
+  ) {}
+
+  /**
+   * Resolves once `commit` (the rename of the finished, fsync'd temp file into new/) ran with `size` octets
+   * counted; rejects with {@link QuotaRefusal} when the message does not fit (commit is then not called), or
+   * with commit's error (its line is then taken back with a negative one: Maildir++ allows them).
+   */
+  reserveAndCommit(maildir: string, limitBytes: number, size: number, commit: () => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const entry: PendingCommit = {limitBytes, size, commit, resolve, reject}
+      const queue = this.queues.get(maildir)
+      if (queue) {
+        queue.push(entry)
+        return
       }
-    },
-    options.lock,
-  )
-}
+      this.queues.set(maildir, [entry])
+      void this.drain(maildir)
+    })
+  }
 
-/**
- * Under the quota lock: runs `remove` (the unlink of a message that was committed but could not be made durable)
- * and takes its line back.
- */
-export async function releaseAndRemove(
-  mutex: KeyedMutex,
-  maildir: string,
-  size: number,
-  remove: () => Promise<void>,
-  options: {lock?: DotlockOptions; onWarning?: (message: string, error?: unknown) => void} = {},
-): Promise<void> {
-  await withQuotaLock(
-    mutex,
-    maildir,
-    async () => {
-      await remove()
-      await changeUsage(maildir, -size, -1, options.onWarning)
-    },
-    options.lock,
-  )
-}
+  private async drain(maildir: string): Promise<void> {
+    for (;;) {
+      const queue = this.queues.get(maildir)
+      if (!queue || queue.length === 0) {
+        this.queues.delete(maildir)
+        return
+      }
+      const batch = queue.splice(0)
+      try {
+        await withQuotaLock(this.mutex, maildir, () => this.commitBatch(maildir, batch), this.options.lock)
+      } catch (err) {
+        // The lock or the reading failed: nobody in this batch was committed.
+        for (const e of batch) e.reject(err)
+      }
+    }
+  }
 
-/** Appends a usage line; on failure removes maildirsize (rebuilt from the files on the next reading). */
-async function changeUsage(maildir: string, bytes: number, count: number, onWarning?: (message: string, error?: unknown) => void): Promise<boolean> {
-  try {
-    return await appendUsage(maildir, bytes, count)
-  } catch (err) {
-    onWarning?.(`cannot update ${MAILDIRSIZE} of ${maildir}`, err)
-    await fsp.unlink(path.join(maildir, MAILDIRSIZE)).catch(() => undefined)
-    return false
+  private async commitBatch(maildir: string, batch: PendingCommit[]): Promise<void> {
+    const host = this.options.host
+    let usage = await readUsage(maildir, batch[0]!.limitBytes, host)
+    let reserved = 0
+    const accepted: PendingCommit[] = []
+    const refused: [PendingCommit, QuotaRefusal][] = []
+    for (const e of batch) {
+      if (e.size > e.limitBytes) {
+        refused.push([e, new QuotaRefusal('tooBig')])
+        continue
+      }
+      if (usage.bytes + reserved + e.size > e.limitBytes && !usage.recalculated && usage.ageMs > STALE_OVER_QUOTA_MS) {
+        // Maildir++: an old over-quota reading is checked against the files before refusing.
+        usage = {...(await recalculate(maildir, e.limitBytes, host)), recalculated: true, ageMs: 0}
+      }
+      if (usage.bytes + reserved + e.size > e.limitBytes) {
+        refused.push([e, new QuotaRefusal('over')])
+        continue
+      }
+      reserved += e.size
+      accepted.push(e)
+    }
+    const appended = await this.change(maildir, accepted.map((e) => ({bytes: e.size, count: 1})))
+    const outcomes = await Promise.allSettled(accepted.map((e) => e.commit()))
+    const failed = accepted.filter((_, i) => outcomes[i]!.status === 'rejected')
+    if (appended) await this.change(maildir, failed.map((e) => ({bytes: -e.size, count: -1})))
+    // Settle only after the lock's work is done (the caller releases the lock right after).
+    for (const [e, why] of refused) e.reject(why)
+    accepted.forEach((e, i) => {
+      const o = outcomes[i]!
+      if (o.status === 'fulfilled') e.resolve()
+      else e.reject(o.reason)
+    })
+  }
+
+  /** Takes back a committed message that could not be made durable: runs `remove` and appends a negative line. */
+  async releaseAndRemove(maildir: string, size: number, remove: () => Promise<void>): Promise<void> {
+    await withQuotaLock(
+      this.mutex,
+      maildir,
+      async () => {
+        await remove()
+        await this.change(maildir, [{bytes: -size, count: -1}])
+      },
+      this.options.lock,
+    )
+  }
+
+  /** Appends usage lines; on failure removes maildirsize (rebuilt from the files on the next reading). */
+  private async change(maildir: string, lines: Usage[]): Promise<boolean> {
+    try {
+      return await appendUsageLines(maildir, lines)
+    } catch (err) {
+      this.options.onWarning?.(`cannot update ${MAILDIRSIZE} of ${maildir}`, err)
+      await fsp.unlink(path.join(maildir, MAILDIRSIZE)).catch(() => undefined)
+      return false
+    }
   }
 }
