@@ -4,10 +4,12 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {CliError, EXIT} from '../cli/exit-codes.js'
 import {type Target, TargetError, parseTarget} from '../net/target.js'
-import {type ReplayOptions, type ReplaySummary, runReplay} from '../replay/driver.js'
+import {type ReplayOptions, runReplay} from '../replay/driver.js'
 import {generateMessages} from '../replay/generate.js'
 import {ProgressBar, renderSummary} from '../replay/render.js'
+import {ResumeFileError, ResumeJournal} from '../replay/resume.js'
 import {SOURCE_FORMATS, type SourceFormat, readSources} from '../replay/sources.js'
+import type {ReplaySummary} from '../replay/summary.js'
 import {UnitSyntaxError, parseDuration, parseSize} from '../util/units.js'
 
 /** `lmtp replay`: replay recorded sessions or a mail corpus into an LMTP server, or generate load. */
@@ -23,16 +25,25 @@ of a stored message are left out when it is sent (the server adds its own; --kee
 --generate SIZE sends generated messages of about SIZE instead (load mode; --count defaults to 1000).
 
 Bad input never stops the run: an unreadable file, a broken mbox separator or a message without headers is
-reported with its file (and line) and skipped. A server that goes away mid-run: the recipients in flight are
-deferred and the workers reconnect with backoff (for --reconnect-for, then the run stops with exit 74).
+reported with its file (and line) and skipped (exit 65 at the end). A server that goes away mid-run: the
+recipients in flight are deferred and the workers reconnect with backoff (for --reconnect-for, then the run stops
+with exit 74). A server that allows one transaction per session (a 503 to the second MAIL): the message is sent
+again on a fresh session, and from then on each message gets its own session. Ctrl-C stops starting messages;
+those in flight finish (exit 75). --resume FILE records what was sent, so that a second run with the same FILE
+sends only the rest.
 
-Exit codes: 0 all delivered; 75 some deferred, none rejected; 69 any rejected; 76 the server broke the protocol;
-74 the connection failed; 66 nothing to send (no input, or every item was bad); 64 usage. With --compare: 76 when
-any recipient's outcome changed from the recording (or a protocol violation), else 0.`
+Exit codes, first match: 66 nothing to send (no input, or every item was bad); 74 the connection failed; 76 the
+server broke the protocol (or, with --compare, a recipient's outcome changed from the recording); 69 a recipient
+was rejected (not with --compare); 65 an input item was unreadable or corrupt and was not sent; 75 a recipient was
+deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 usage.`
+
+  static override usage = ['<%= command.id %> SOURCE... [--server HOST:PORT] [FLAGS]', '<%= command.id %> --generate SIZE --to ADDR [--server HOST:PORT] [FLAGS]']
 
   static override examples = [
-    {description: 'Record on one server, replay into another and compare', command: '<%= config.bin %> serve --record ./rec --listen 127.0.0.1:2424\n<%= config.bin %> replay ./rec --server 127.0.0.1:2525 --compare'},
+    {description: 'Record on one server (leave it running while mail arrives; Ctrl-C stops it)', command: '<%= config.bin %> serve --record ./rec --listen 127.0.0.1:2424'},
+    {description: 'Replay the recording into another server and compare the outcomes', command: '<%= config.bin %> replay ./rec --server 127.0.0.1:2525 --compare'},
     {description: 'Push a Maildir tree into Dovecot, 8 sessions at once, to a test user', command: '<%= config.bin %> replay /srv/mail/old --server unix:/run/dovecot/lmtp --concurrency 8 --to test@example.com'},
+    {description: 'A migration that can be interrupted and run again: what was sent is not sent twice', command: '<%= config.bin %> replay /srv/mail/old --server 127.0.0.1:2424 --resume migration.resume'},
     {description: 'Load: 1 KB messages, 16 sessions, 30 seconds', command: '<%= config.bin %> replay --generate 1K --to sink@example.com --concurrency 16 --duration 30s --server 127.0.0.1:2424'},
     {description: 'Open loop at 200 messages/s with a per-recipient report', command: '<%= config.bin %> replay archive.mbox --rate 200 --concurrency 32 --report results.ndjson --server 127.0.0.1:2424'},
   ]
@@ -59,6 +70,10 @@ any recipient's outcome changed from the recording (or a protocol violation), el
     'tls-insecure': Flags.boolean({description: 'do not verify the server\'s certificate', dependsOn: ['starttls']}),
     compare: Flags.boolean({description: 'transcripts: report every recipient whose outcome differs from the recording (exit 76 if any)'}),
     report: Flags.string({description: 'write one JSON line per recipient result to FILE', helpValue: 'FILE'}),
+    resume: Flags.string({
+      description: 'record what was sent in FILE (appended as results come); a run with the same FILE skips what it lists: recipients delivered or rejected, not those deferred',
+      helpValue: 'FILE',
+    }),
     lhlo: Flags.string({description: 'name to give in LHLO (default: this host\'s name)'}),
     timeout: Flags.string({description: 'how long to wait for the connection and each reply, e.g. 60s (default 60s)', default: '60s'}),
     'reconnect-for': Flags.string({description: 'keep reconnecting to a server that went away for this long', default: '30s'}),
@@ -89,6 +104,9 @@ any recipient's outcome changed from the recording (or a protocol violation), el
     }
     if (flags.compare && flags.to) throw new CliError('--compare needs the recorded envelope: drop --to', EXIT.usage)
     if (flags.rate && flags.timing) throw new CliError('--rate and --timing original exclude each other', EXIT.usage)
+    if (flags.resume && (generateSize !== undefined || flags.loop)) {
+      throw new CliError('--resume keeps track of SOURCE messages sent once: it cannot be used with --generate or --loop', EXIT.usage)
+    }
     const rate = flags.rate === undefined ? undefined : positive('--rate', flags.rate)
     const speed = positive('--speed', flags.speed)
     const durationMs = flags.duration === undefined ? undefined : unit('--duration', () => parseDuration(flags.duration!))
@@ -110,6 +128,7 @@ any recipient's outcome changed from the recording (or a protocol violation), el
       generateSize !== undefined
         ? () => generateMessages({size: generateSize, from: from ?? `lmtp-replay@${os.hostname()}`, to: to!})
         : () => readSources(sources, {format, keepTrace: flags['keep-trace-headers']})
+    const journal = flags.resume === undefined ? undefined : await openJournal(flags.resume)
     const bar = new ProgressBar()
     const showProgress = flags.progress ?? bar.enabled
     const controller = new AbortController()
@@ -137,6 +156,7 @@ any recipient's outcome changed from the recording (or a protocol violation), el
         tlsInsecure: flags['tls-insecure'],
         compare: flags.compare,
         reportFile: flags.report,
+        journal,
         lhloName: flags.lhlo ?? os.hostname(),
         timeouts: {greeting: timeoutMs, command: timeoutMs, dataInit: timeoutMs, dataBlock: timeoutMs, dataEnd: timeoutMs},
         reconnectForMs,
@@ -150,12 +170,22 @@ any recipient's outcome changed from the recording (or a protocol violation), el
       throw err
     } finally {
       process.off('SIGINT', onSigint)
+      await journal?.close()
     }
     if (!this.jsonEnabled()) this.log(renderSummary(summary))
     if (summary.aborted) this.logToStderr(`lmtp: ${summary.aborted}`)
     // oclif prints the returned summary for --json; the exit code travels separately.
     process.exitCode = summary.exitCode
     return summary
+  }
+}
+
+async function openJournal(file: string): Promise<ResumeJournal> {
+  try {
+    return await ResumeJournal.open(file)
+  } catch (err) {
+    if (!(err instanceof ResumeFileError)) throw err
+    throw new CliError(`--resume: ${err.message}`, err.kind === 'not-resume' ? EXIT.usage : err.kind === 'unreadable' ? EXIT.noInput : EXIT.ioErr)
   }
 }
 

@@ -36,8 +36,10 @@ export class ItemFeed {
   read = 0
   /** Items handed out. */
   taken = 0
-  /** Problems found while reading. */
+  /** Problems found while reading (and items found unusable when opened). */
   problemCount = 0
+  /** Of those, items that never carried mail to send (InputProblem.notMail). */
+  notMailCount = 0
   /** The first problems, in detail. */
   readonly problems: InputProblem[] = []
   /** Files ignored (not a message kind replay reads). */
@@ -75,6 +77,7 @@ export class ItemFeed {
   /** Records a problem found later (an item that failed to open). */
   problem(p: InputProblem): void {
     this.problemCount++
+    if (p.notMail) this.notMailCount++
     if (this.problems.length < (this.o.keepProblems ?? 100)) this.problems.push(p)
     this.o.onProblem?.(p)
   }

@@ -5,6 +5,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import type {ReplayItem, SourceEntry} from './item.js'
+import {measureChunks} from './measure.js'
 
 /** Options of the generator. */
 export interface GenerateOptions {
@@ -38,8 +39,13 @@ export async function* generateMessages(o: GenerateOptions): AsyncGenerator<Sour
   const headerGuess = fixed.length + 60
   const body = Buffer.concat([Buffer.from('\r\n'), generatedBody(Math.max(1, o.size - headerGuess))])
   const fixedBuf = Buffer.from(fixed)
+  // Every generated message is 7-bit; only its Message-ID line changes its size. No hash: --resume refuses
+  // --generate, and hashing every message would cost a load tool its speed.
+  const first = Buffer.from(`Message-ID: <1.${run}@lmtp-replay.invalid>\r\n`)
+  const {sha256: _, ...sizeOf1} = await measureChunks([first, fixedBuf, body])
   for (let n = 1; ; n++) {
     const id = Buffer.from(`Message-ID: <${n}.${run}@lmtp-replay.invalid>\r\n`)
+    const info = {...sizeOf1, size: sizeOf1.size + id.length - first.length}
     const item: ReplayItem = {
       source: `generated#${n}`,
       kind: 'generated',
@@ -48,6 +54,7 @@ export async function* generateMessages(o: GenerateOptions): AsyncGenerator<Sour
         to: o.to,
         body: parts([id, fixedBuf, body]),
         close: async () => {},
+        info,
       }),
     }
     yield {item}

@@ -18,6 +18,18 @@ export interface OpenedMessage {
   body: AsyncIterable<Buffer>
   /** Releases the file handle when the body was not (fully) read. Safe to call twice. */
   close(): Promise<void>
+  /** What the source already knows about the bytes (a message held in memory); otherwise measured before sending. */
+  info?: MessageInfo
+}
+
+/** What is known about a message's bytes before it is sent: decides its MAIL parameters and its resume key. */
+export interface MessageInfo {
+  /** Octets after line-end normalisation (what SIZE= declares). */
+  size: number
+  /** True when any octet is >= 0x80 (BODY=8BITMIME is declared only then). */
+  has8bit: boolean
+  /** SHA-256 of the bytes as sent, hex (part of the --resume key of corpus messages); not for generated load. */
+  sha256?: string
 }
 
 /** One message to replay. */
@@ -35,6 +47,11 @@ export interface ReplayItem {
   recorded?: RecordedRecipient[]
   /** When it happened, in milliseconds since the epoch (transcripts only), for --timing original. */
   at?: number
+  /**
+   * A key that names this message across runs without reading it (transcripts: the recorded transaction id),
+   * for --resume. Without it the key is the source plus the SHA-256 of the bytes.
+   */
+  key?: string
 }
 
 /** A bad input: which file (and mbox line), and why it was skipped. */
@@ -42,6 +59,11 @@ export interface InputProblem {
   source: string
   line?: number
   reason: string
+  /**
+   * True when the item never carried mail to send (a recorded transaction refused before its body): reported,
+   * but not an input error (it does not make the exit code non-zero).
+   */
+  notMail?: boolean
 }
 
 /** A message that cannot be used; carries where it came from. */

@@ -23,6 +23,7 @@ import {
 } from './headers.js'
 import type {OpenedMessage, SourceEntry} from './item.js'
 import {fsReason} from './item.js'
+import {measureChunks} from './measure.js'
 
 /** Options of the mbox reader. */
 export interface MboxOptions {
@@ -118,6 +119,8 @@ export async function* readMbox(file: string, options: MboxOptions = {}): AsyncG
           const raw: AsyncIterable<Buffer> = buffered ? once(buffered) : (stream as AsyncIterable<Buffer>)
           return {
             ...env,
+            // A message kept in memory is measured here (after unescaping: the bytes that are sent).
+            ...(buffered ? {info: await measureChunks(unescapeMboxrd(once(buffered)))} : {}),
             body: unescapeMboxrd(raw),
             close: async () => {
               stream?.destroy()

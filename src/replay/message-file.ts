@@ -5,7 +5,8 @@
  */
 import {type FileHandle, open} from 'node:fs/promises'
 import {envelopeFromHeaders, HeaderError, headerEnd, leadingTraceLength, MAX_HEADER_BLOCK, parseHeaderBlock} from './headers.js'
-import {fsReason, InputError, type OpenedMessage, type ReplayItem, type SourceKind} from './item.js'
+import {fsReason, InputError, type MessageInfo, type OpenedMessage, type ReplayItem, type SourceKind} from './item.js'
+import {measureChunks} from './measure.js'
 
 const READ_SIZE = 256 * 1024
 
@@ -68,7 +69,9 @@ export async function openMessageFile(file: string, keepTrace = false): Promise<
         await close()
       }
     }
-    return {...env, body: body(), close}
+    // A message read whole with its header block is measured here; a longer one is measured before sending.
+    const info: MessageInfo | undefined = eof ? await measureChunks([skip > 0 ? head.subarray(skip) : head]) : undefined
+    return {...env, body: body(), close, ...(info ? {info} : {})}
   } catch (err) {
     await close()
     if (err instanceof HeaderError) throw new InputError({source: file, reason: err.message})

@@ -3,8 +3,13 @@
  * TTY only) that redraws in place.
  */
 import {formatSize} from '../util/units.js'
-import type {ReplayProgress, ReplaySummary} from './driver.js'
+import {groupHeading} from './compare.js'
 import {PHASES} from './latency.js'
+import type {ChangeGroup, CompareSummary, ReplayProgress, ReplaySummary} from './summary.js'
+
+/** Groups of changes shown by default, and recipients (or domains) shown per group. */
+const MAX_GROUPS = 20
+const MAX_NAMES = 5
 
 function pad(s: string | number, n: number): string {
   return String(s).padStart(n)
@@ -15,7 +20,7 @@ function seconds(ms: number): string {
 }
 
 /** The summary as text (what `lmtp replay` prints without --json). */
-export function renderSummary(s: ReplaySummary, options: {maxProblems?: number; maxChanges?: number} = {}): string {
+export function renderSummary(s: ReplaySummary, options: {maxProblems?: number; maxGroups?: number} = {}): string {
   const out: string[] = []
   const mode = s.mode === 'open-loop' ? `open loop at ${s.targetRate}/s` : s.mode === 'original-timing' ? 'original timing' : 'closed loop'
   out.push(`lmtp replay -> ${s.server}: ${mode}, ${s.concurrency} session${s.concurrency === 1 ? '' : 's'}, ${s.messages.total} messages in ${seconds(s.elapsedMs)}`)
@@ -37,36 +42,67 @@ export function renderSummary(s: ReplaySummary, options: {maxProblems?: number; 
     out.push(`  ${name.padEnd(10)}${pad(l.count, 8)}${[l.p50, l.p90, l.p99, l.p999, l.max].map((v) => pad(v.toFixed(3), 9)).join('')}`)
   }
   const c = s.connections
-  out.push(`connections ${c.opened} opened, ${c.lost} lost, ${c.failedAttempts} failed attempts`)
-  out.push(`input       ${s.input.read} read, ${s.input.skipped} skipped${s.input.ignoredFiles ? `, ${s.input.ignoredFiles} files ignored` : ''}`)
+  out.push(
+    `connections ${c.opened} opened, ${c.closed} closed by replay, ${c.lost} lost${c.dropped ? `, ${c.dropped} dropped (protocol violation)` : ''}, ${c.failedAttempts} failed attempts`,
+  )
+  if (s.oneTransactionPerSession) out.push(`            ${s.oneTransactionPerSession}`)
+  const notMail = s.input.notMail ? ` (${s.input.notMail} without mail to send)` : ''
+  out.push(`input       ${s.input.read} read, ${s.input.skipped} skipped${notMail}${s.input.ignoredFiles ? `, ${s.input.ignoredFiles} files ignored` : ''}`)
   for (const p of s.input.problems.slice(0, options.maxProblems ?? 20)) {
     out.push(`  skipped   ${p.source}${p.line === undefined ? '' : `:${p.line}`}: ${p.reason}`)
   }
   if (s.input.skipped > (options.maxProblems ?? 20) && s.input.problems.length > 0) out.push(`  ... (${s.input.skipped} in all; --report and --json list more)`)
-  if (s.compare) {
-    const k = s.compare
-    out.push(`compare     ${k.compared} compared, ${k.unchanged} unchanged, ${k.changed} changed${k.notComparable ? `, ${k.notComparable} not comparable` : ''}`)
-    // The same change for the same recipient is shown once, with a count and its first source.
-    const groups = new Map<string, {line: string; source: string; n: number}>()
-    for (const ch of k.changes) {
-      const was = ch.recorded.code === undefined ? 'no outcome' : `${ch.recorded.code}${ch.recorded.enhanced ? ` ${ch.recorded.enhanced}` : ''}`
-      const line = `${ch.recipient}: recorded ${was}, now ${ch.now.code}${ch.now.enhanced ? ` ${ch.now.enhanced}` : ''} ${ch.now.text}`
-      const g = groups.get(line)
-      if (g) g.n++
-      else groups.set(line, {line, source: ch.source, n: 1})
-    }
-    for (const g of [...groups.values()].slice(0, options.maxChanges ?? 50)) {
-      out.push(`  changed   ${g.line}${g.n > 1 ? ` (x${g.n}, first in ${g.source})` : ` (${g.source})`}`)
-    }
-    if (k.changed > k.changes.length) out.push(`  ... (${k.changed} changes in all; --report lists every one)`)
-  }
+  if (s.compare) out.push(...renderCompare(s.compare, options.maxGroups ?? MAX_GROUPS))
   if (s.violations.count > 0) {
     out.push(`violations  ${s.violations.count}`)
     for (const v of s.violations.first) out.push(`  ${v}`)
   }
-  if (s.interrupted) out.push('interrupted: stopped starting new messages')
+  if (s.resume) {
+    const r = s.resume
+    out.push(`resume      ${r.file}: ${r.alreadyDone} messages and ${r.recipientsAlreadyDone} recipients already done in earlier runs, not sent again`)
+  }
+  if (s.interrupted) out.push('interrupted: stopped starting new messages; the rest of the input was not sent (--resume FILE goes on where a run stopped)')
   if (s.aborted) out.push(`stopped     ${s.aborted}`)
   return out.join('\n')
+}
+
+/** The --compare lines: totals, then one line per group of identical changes, and what was left out. */
+export function renderCompare(k: CompareSummary, maxGroups: number): string[] {
+  const out = [`compare     ${k.compared} compared, ${k.unchanged} unchanged, ${k.changed} changed${k.notComparable ? `, ${k.notComparable} not comparable` : ''}`]
+  const shown = k.groups.slice(0, maxGroups)
+  for (const g of shown) {
+    const text = g.now.text ? ` "${g.now.text}"` : ''
+    out.push(`  changed   ${groupHeading(g)}${text}: ${g.count} change${g.count === 1 ? '' : 's'}, ${g.recipientCount} recipient${g.recipientCount === 1 ? '' : 's'} (first in ${g.firstSource})`)
+    out.push(`              ${whoChanged(g)}`)
+  }
+  const hidden = k.groups.slice(maxGroups)
+  if (hidden.length > 0) {
+    const n = hidden.reduce((sum, g) => sum + g.count, 0)
+    out.push(`  ... ${hidden.length} more group${hidden.length === 1 ? '' : 's'} (${n} change${n === 1 ? '' : 's'}) not shown: --json lists every group, --report FILE every change`)
+  }
+  return out
+}
+
+/** The recipients of a group (the most frequent first), or their domains when there are many. */
+function whoChanged(g: ChangeGroup): string {
+  let names = g.recipients.map((r) => ({name: r.recipient, count: r.count}))
+  let total = g.recipientCount
+  let unit = 'recipient'
+  let note = ''
+  if (g.recipientCount > MAX_NAMES) {
+    const domains = new Map<string, number>()
+    for (const r of g.recipients) {
+      const d = `@${r.recipient.slice(r.recipient.lastIndexOf('@') + 1)}`
+      domains.set(d, (domains.get(d) ?? 0) + r.count)
+    }
+    names = [...domains.entries()].sort((a, b) => b[1] - a[1]).map(([name, count]) => ({name, count}))
+    total = names.length
+    unit = 'domain'
+    if (g.recipients.length < g.recipientCount) note = ` (domains of the first ${g.recipients.length} recipients)`
+  }
+  const listed = names.slice(0, MAX_NAMES).map((n) => `${n.name} x${n.count}`)
+  const more = total - listed.length
+  return `${listed.join(', ')}${more > 0 ? `, and ${more} more ${unit}${more === 1 ? '' : 's'}` : ''}${note}`
 }
 
 /** One progress line: `[#####-----] 512/1000 51% 830 msg/s ETA 0:01  ok 500 4xx 10 5xx 2 skipped 0`. */

@@ -69,7 +69,7 @@ export async function* readTranscript(file: string): AsyncGenerator<SourceEntry>
       }
       const source = `${file}#${rec.tx}`
       if (!rec.body) {
-        yield {problem: {source, line: lineNo, reason: 'no body recorded (the transaction was refused or aborted before the end of data); not replayable'}}
+        yield {problem: {source, line: lineNo, reason: 'no body recorded (the transaction was refused or aborted before the end of data); not replayable', notMail: true}}
         continue
       }
       const body = rec.body
@@ -83,6 +83,7 @@ export async function* readTranscript(file: string): AsyncGenerator<SourceEntry>
           params: {...(rec.params ?? {}), size: body.bytes},
           via: body.via,
           recorded: rec.rcpts,
+          key: `tx:${rec.tx}`,
           at: sessionAt === undefined ? undefined : sessionAt + (rec.start ?? 0),
           open: async () => {
             let size: number

@@ -10,8 +10,10 @@ import path from 'node:path'
 import {afterAll, beforeAll, expect, test} from 'vitest'
 import {runReplay, type ReplayOptions} from '../../src/replay/driver.js'
 import {generateMessages} from '../../src/replay/generate.js'
+import {renderSummary} from '../../src/replay/render.js'
 import {readSources} from '../../src/replay/sources.js'
 import {type Dovecot, describePeers, type SmtpSink, startDovecot, startSmtpSink} from '../support/peers.js'
+import {startServe} from '../support/serve.js'
 
 let dir: string
 beforeAll(async () => {
@@ -77,13 +79,52 @@ describePeers('replay a corpus into Dovecot', ['dovecot'], () => {
     expect(summary.recipients.delivered).toBe(9)
     expect(summary.input.skipped).toBe(1)
     expect(summary.input.problems).toEqual([expect.objectContaining({reason: expect.stringMatching(/no headers/)})])
-    expect(summary.exitCode).toBe(0)
+    // Every message sent was delivered, but one input item was not sent: not a success.
+    expect(summary.exitCode).toBe(65)
     expect(await arrived('md')).toEqual(['md1', 'md2', 'md3', 'md4'])
     expect(await arrived('mb')).toEqual(['mb1', 'mb2', 'mb3'])
     expect(await arrived('em')).toEqual(['em1', 'em2'])
     const mbBody = await readFile(path.join(dovecot.maildir('mb'), 'new', (await dovecot.newMessages('mb'))[0]!), 'utf8')
     expect(mbBody).toMatch(/\nFrom the body\n/)
     expect(mbBody).not.toMatch(/>From the body/)
+  })
+})
+
+describePeers('--compare against Dovecot, whose replies carry a unique id', ['dovecot'], () => {
+  test('12 changes, each reply text different (<bob> <id> Saved): one group, its totals, nothing left out unsaid', async () => {
+    // Recorded on lmtp serve, which knows alice only: bob was refused (550 5.1.1) 12 times.
+    const rec = path.join(dir, 'rec-compare')
+    const usersFile = path.join(dir, 'users-alice')
+    await writeFile(usersFile, 'alice@example.com\n')
+    const recorder = await startServe({record: rec, usersFile})
+    const recorded = await runReplay({
+      ...base(recorder.port),
+      concurrency: 1,
+      count: 12,
+      generated: true,
+      from: 'load@example.org',
+      to: ['alice@example.com', 'bob@example.com'],
+      input: () => generateMessages({size: 300, from: 'load@example.org', to: ['alice@example.com', 'bob@example.com']}),
+    })
+    await recorder.stop()
+    await recorder.cleanup()
+    expect(recorded.recipients.rejected).toBe(12)
+    // Dovecot knows everyone: bob is now delivered, with a reply text of its own each time.
+    const dovecot = await startDovecot({users: []})
+    try {
+      const summary = await runReplay({...base(dovecot.port), compare: true, input: () => readSources([rec])})
+      const texts = new Set(summary.compare!.changes.map((c) => c.now.text))
+      expect(texts.size).toBe(12)
+      expect(summary.compare).toMatchObject({compared: 24, unchanged: 12, changed: 12})
+      expect(summary.compare!.groups).toEqual([
+        expect.objectContaining({recorded: {code: 550, enhanced: '5.1.1'}, now: expect.objectContaining({code: 250, text: 'Saved'}), count: 12, recipientCount: 1}),
+      ])
+      const text = renderSummary(summary)
+      expect(text).toMatch(/\n {2}changed {3}550 5\.1\.1 -> 250 2\.0\.0 "Saved": 12 changes, 1 recipient \(first in .*\)\n {14}bob@example\.com x12$/)
+      expect(summary.exitCode).toBe(76)
+    } finally {
+      await dovecot.stop()
+    }
   })
 })
 
@@ -146,6 +187,9 @@ describePeers('replay load against smtp-sink', ['smtp-sink'], () => {
     expect(summary.recipients.delivered).toBeGreaterThan(40)
     expect(summary.recipients.delivered + summary.recipients.deferred).toBe(150)
     expect(summary.connections.opened).toBeGreaterThan(4)
+    // The sessions the kill ended are lost; the ones replay QUIT at the end are not.
+    expect(summary.connections.lost).toBeGreaterThan(0)
+    expect(summary.connections.closed + summary.connections.lost).toBe(summary.connections.opened)
     expect(summary.aborted).toBeUndefined()
     expect([0, 75]).toContain(summary.exitCode)
   })

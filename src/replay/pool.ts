@@ -1,0 +1,209 @@
+/**
+ * The session pool of a replay run: each worker holds one LMTP session at a time and reuses it for many
+ * messages. The pool opens sessions (connect, greeting, LHLO, STARTTLS, LHLO again), reconnects with
+ * exponential backoff while the server is away, decides when a session is closed (QUIT after
+ * --messages-per-connection, or after every message on a server that allows one transaction per session), and
+ * counts how every session ended. It gives up (RunAbort) when the very first connection fails or no connection
+ * succeeds for --reconnect-for.
+ */
+import net from 'node:net'
+import {performance} from 'node:perf_hooks'
+import type {Duplex} from 'node:stream'
+import tls from 'node:tls'
+import {EXIT, type ExitCode} from '../cli/exit-codes.js'
+import {connectTarget, explainConnectError, formatTarget, type Target} from '../net/target.js'
+import type {Capabilities} from '../protocol/capabilities.js'
+import {type ClientTimeouts, LmtpClient, LmtpClientError} from '../protocol/client.js'
+import type {LatencyRecorder} from './latency.js'
+import {sleep} from './scheduler.js'
+import {TransactionClock} from './timing.js'
+
+/** Why a run had to stop; carries its exit code. */
+export class RunAbort extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode,
+  ) {
+    super(message)
+    this.name = 'RunAbort'
+  }
+}
+
+/** How sessions are opened and kept. */
+export interface PoolOptions {
+  target: Target
+  lhloName: string
+  starttls?: boolean
+  tlsInsecure?: boolean
+  /** The session must offer CHUNKING (--bdat). */
+  needChunking?: boolean
+  timeouts?: Partial<ClientTimeouts>
+  /** QUIT and reconnect after this many messages. */
+  messagesPerConnection?: number
+  /** Give up when no connection succeeds for this long (default 30 s). */
+  reconnectForMs?: number
+  /** Ends backoff waits early (Ctrl-C). */
+  signal?: AbortSignal
+}
+
+/** One open session and what the pool knows about it. */
+export interface PooledSession {
+  client: LmtpClient
+  capabilities: Capabilities
+  clock: TransactionClock
+  /** Transactions run on it. */
+  sent: number
+  /** Set when the server broke the protocol on it (the client then drops it). */
+  violated: boolean
+  /** Set once the pool counted how it ended (closed, lost or dropped). */
+  counted: boolean
+}
+
+/** How the sessions of a run ended (see ReplaySummary.connections). */
+export interface ConnectionCounts {
+  opened: number
+  closed: number
+  lost: number
+  dropped: number
+  failedAttempts: number
+}
+
+/** Opens, keeps and closes the sessions of one run. */
+export class SessionPool {
+  readonly counts: ConnectionCounts = {opened: 0, closed: 0, lost: 0, dropped: 0, failedAttempts: 0}
+  /** Why this server gets one session per transaction, once learned. */
+  oneTransactionPerSession: string | undefined
+  /** Set once the pool gave up; every later acquire throws it. */
+  abort: RunAbort | undefined
+  readonly server: string
+  private everConnected = false
+  private downSince: number | undefined
+
+  constructor(
+    private readonly o: PoolOptions,
+    private readonly latency: LatencyRecorder,
+  ) {
+    this.server = formatTarget(o.target)
+  }
+
+  /** True once any session was opened. */
+  get connected(): boolean {
+    return this.everConnected
+  }
+
+  /** A session ready for the next message: `current` when still open, else a new one (counting how it ended). */
+  async ready(current: PooledSession | undefined): Promise<PooledSession> {
+    if (current && !current.client.closed) return current
+    if (current) this.ended(current)
+    return this.connect()
+  }
+
+  /** After a message: keeps the session, or QUITs it when the policy says so (returns undefined then). */
+  async after(s: PooledSession): Promise<PooledSession | undefined> {
+    if (s.client.closed) return s
+    const perConnection = this.o.messagesPerConnection
+    if (this.oneTransactionPerSession !== undefined || (perConnection !== undefined && s.sent >= perConnection)) {
+      await this.close(s)
+      return undefined
+    }
+    return s
+  }
+
+  /** QUITs a session replay is done with (not lost: replay ended it). */
+  async close(s: PooledSession): Promise<void> {
+    if (s.counted) return
+    if (s.client.closed) return this.ended(s)
+    s.counted = true
+    await s.client.quit()
+    this.counts.closed++
+  }
+
+  /** Ends a worker's session at the end of the run. */
+  async finish(s: PooledSession | undefined): Promise<void> {
+    if (s) await this.close(s)
+  }
+
+  /** From now on, one session per transaction (the server refused a second MAIL in a session). */
+  learnOneTransactionPerSession(why: string): void {
+    this.oneTransactionPerSession ??= why
+  }
+
+  /** Counts a session that ended without replay closing it. */
+  private ended(s: PooledSession): void {
+    if (s.counted) return
+    s.counted = true
+    if (s.violated) this.counts.dropped++
+    else this.counts.lost++
+  }
+
+  /** Connects, retrying with backoff while the server is away; throws RunAbort when it is time to give up. */
+  private async connect(): Promise<PooledSession> {
+    const reconnectFor = this.o.reconnectForMs ?? 30_000
+    for (let attempt = 0; ; attempt++) {
+      if (this.abort) throw this.abort
+      try {
+        const s = await this.open()
+        this.everConnected = true
+        this.downSince = undefined
+        return s
+      } catch (err) {
+        if (err instanceof RunAbort) throw (this.abort ??= err)
+        this.counts.failedAttempts++
+        const why = err instanceof LmtpClientError ? `${this.server}: ${err.message}` : explainConnectError(this.o.target, err as NodeJS.ErrnoException)
+        if (!this.everConnected) throw (this.abort ??= new RunAbort(why, EXIT.ioErr))
+        this.downSince ??= Date.now()
+        if (Date.now() - this.downSince >= reconnectFor) {
+          throw (this.abort ??= new RunAbort(`${why}; gave up after ${Math.round(reconnectFor / 1000)}s of failed reconnects`, EXIT.ioErr))
+        }
+        await sleep(Math.min(2000, 50 * 2 ** Math.min(attempt, 6)), this.o.signal)
+      }
+    }
+  }
+
+  private async open(): Promise<PooledSession> {
+    const o = this.o
+    const start = performance.now()
+    const socket = await connectTarget(o.target, o.timeouts?.greeting ?? 30_000)
+    const clock = new TransactionClock()
+    const client = new LmtpClient(socket, {timeouts: o.timeouts, emit: clock.emit})
+    try {
+      await client.start()
+      this.latency.record('connect', performance.now() - start)
+      const l0 = performance.now()
+      let caps = await client.lhlo(o.lhloName)
+      this.latency.record('lhlo', performance.now() - l0)
+      if (o.starttls) {
+        if (!caps.startTls) throw new RunAbort(`${this.server} does not offer STARTTLS (drop --starttls, or enable TLS on the server)`, EXIT.unavailable)
+        try {
+          await client.startTls((plain) => this.upgrade(plain))
+        } catch (err) {
+          if (err instanceof LmtpClientError) throw err
+          throw new RunAbort(
+            `TLS with ${this.server} failed: ${(err as Error).message}${o.tlsInsecure ? '' : ' (--tls-insecure skips certificate verification)'}`,
+            EXIT.ioErr,
+          )
+        }
+        caps = await client.lhlo(o.lhloName)
+      }
+      if (o.needChunking && !caps.chunking) throw new RunAbort(`${this.server} does not offer CHUNKING, so --bdat cannot be used`, EXIT.unavailable)
+      this.counts.opened++
+      return {client, capabilities: caps, clock, sent: 0, violated: false, counted: false}
+    } catch (err) {
+      client.close()
+      throw err
+    }
+  }
+
+  private upgrade(plain: Duplex): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const host = this.o.target.kind === 'tcp' ? this.o.target.host : 'localhost'
+      const secure = tls.connect({
+        socket: plain as net.Socket,
+        ...(net.isIP(host) ? {} : {servername: host}),
+        rejectUnauthorized: !this.o.tlsInsecure,
+      })
+      secure.once('secureConnect', () => resolve(secure))
+      secure.once('error', reject)
+    })
+  }
+}

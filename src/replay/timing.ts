@@ -1,0 +1,54 @@
+/**
+ * Phase latencies of one transaction to the microsecond (MAIL, each RCPT, each reply after the end of data),
+ * from the client's own command and reply events stamped with performance.now(). The client's results carry
+ * millisecond timings only, too coarse for a load tool against a sink that answers in 50 µs.
+ */
+import {performance} from 'node:perf_hooks'
+import type {TransactionResult} from '../protocol/client.js'
+import type {LmtpEvent} from '../protocol/events.js'
+import type {LatencyRecorder} from './latency.js'
+
+/** Listens to one session's client events and turns the last transaction's into phase latencies. */
+export class TransactionClock {
+  private commands: {verb: string; line: string; t: number}[] = []
+  private replies: number[] = []
+  /** When the last body octet was handed to the socket (DATA), set by the sender. */
+  bodyEnd: number | undefined
+
+  /** The client's event callback. */
+  readonly emit = (e: LmtpEvent): void => {
+    if (e.type === 'command') this.commands.push({verb: e.verb, line: e.line, t: performance.now()})
+    else if (e.type === 'reply') this.replies.push(performance.now())
+  }
+
+  /** Forgets the previous transaction. */
+  reset(): void {
+    this.commands = []
+    this.replies = []
+    this.bodyEnd = undefined
+  }
+
+  /** Records the MAIL, RCPT and per-recipient latencies of the transaction just run. */
+  record(latency: LatencyRecorder, result: TransactionResult, bdat: boolean, marker: boolean): void {
+    const {commands, replies} = this
+    const mail = commands.findIndex((c) => c.verb === 'MAIL')
+    if (mail < 0) return
+    if (replies.length > 0 && result.mail.code > 0) latency.record('mail', replies[0]! - commands[mail]!.t)
+    commands
+      .filter((c) => c.verb === 'RCPT')
+      .forEach((c, k) => {
+        const r = result.recipients[k]
+        if (r && !(r.stage === 'RCPT' && r.synthetic) && replies[1 + k] !== undefined) latency.record('rcpt', replies[1 + k]! - c.t)
+      })
+    const bodySent = bdat ? result.data === undefined : result.data?.code === 354
+    if (!bodySent || result.violation) return
+    const end = bdat ? [...commands].reverse().find((c) => c.verb === 'BDAT' && / LAST$/i.test(c.line))?.t : this.bodyEnd
+    if (end === undefined) return
+    const after = result.recipients.filter((r) => r.stage === 'DATA' && !r.synthetic).length
+    const last = replies.length - (marker ? 1 : 0)
+    for (let k = 0; k < after; k++) {
+      const t = replies[last - after + k]
+      if (t !== undefined && t >= end) latency.record('data', t - end)
+    }
+  }
+}
