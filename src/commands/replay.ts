@@ -1,16 +1,16 @@
 import {stat} from 'node:fs/promises'
-import os from 'node:os'
-import {Flags} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
+import {connectionFlags, connectionSettings, localHostName, serverFlag, targetFlag, timeoutFlag} from '../cli/connection-flags.js'
 import {CliError, EXIT} from '../cli/exit-codes.js'
-import {type Target, TargetError, parseTarget} from '../net/target.js'
+import {durationFlag, sizeFlag} from '../cli/flag-values.js'
+import {uniformTimeouts} from '../protocol/client.js'
 import {type ReplayOptions, runReplay} from '../replay/driver.js'
 import {generateMessages} from '../replay/generate.js'
 import {ProgressBar, renderSummary} from '../replay/render.js'
 import {ResumeFileError, ResumeJournal} from '../replay/resume.js'
 import {SOURCE_FORMATS, type SourceFormat, readSources} from '../replay/sources.js'
 import type {ReplaySummary} from '../replay/summary.js'
-import {UnitSyntaxError, parseDuration, parseSize} from '../util/units.js'
 
 /** `lmtp replay`: replay recorded sessions or a mail corpus into an LMTP server, or generate load. */
 export default class Replay extends BaseCommand {
@@ -29,13 +29,14 @@ reported with its file (and line) and skipped (exit 65 at the end). A server tha
 recipients in flight are deferred and the workers reconnect with backoff (for --reconnect-for, then the run stops
 with exit 74). A server that allows one transaction per session (a 503 to the second MAIL): the message is sent
 again on a fresh session, and from then on each message gets its own session. Ctrl-C stops starting messages;
-those in flight finish (exit 75). --resume FILE records what was sent, so that a second run with the same FILE
+those in flight finish (exit 130). --resume FILE records what was sent, so that a second run with the same FILE
 sends only the rest.
 
-Exit codes, first match: 66 nothing to send (no input, or every item was bad); 74 the connection failed; 76 the
-server broke the protocol (or, with --compare, a recipient's outcome changed from the recording); 69 a recipient
-was rejected (not with --compare); 65 an input item was unreadable or corrupt and was not sent; 75 a recipient was
-deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 usage.`
+Exit codes, first match: 66 nothing to send (no input, or every item was bad); 74 the connection failed (69 the
+server lacks STARTTLS/CHUNKING/AUTH asked for, 78 AUTH refused); 130 interrupted (Ctrl-C) before all input was
+sent; 76 the server broke the protocol (or, with --compare, a recipient's outcome changed from the recording);
+69 a recipient was rejected (not with --compare); 65 an input item was unreadable or corrupt and was not sent;
+75 a recipient was deferred; 0 otherwise. 64 usage.`
 
   static override usage = ['<%= command.id %> SOURCE... [--server HOST:PORT] [FLAGS]', '<%= command.id %> --generate SIZE --to ADDR [--server HOST:PORT] [FLAGS]']
 
@@ -50,8 +51,16 @@ deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 
 
   static override strict = false
 
+  static override args = {
+    source: Args.string({description: 'transcripts (a file or a directory), a Maildir or a tree of them, an mbox file, a directory of .eml files or a message file; several may be given'}),
+  }
+
   static override flags = {
-    server: Flags.string({description: 'HOST:PORT or unix:/path (port 25 is refused)', env: 'LMTP_SERVER', default: '127.0.0.1:24'}),
+    server: serverFlag,
+    ...connectionFlags,
+    'tls-insecure': {...connectionFlags['tls-insecure'], dependsOn: ['starttls']},
+    'tls-ca': {...connectionFlags['tls-ca'], dependsOn: ['starttls']},
+    timeout: timeoutFlag('60s'),
     format: Flags.string({description: 'how to read every SOURCE', options: [...SOURCE_FORMATS], default: 'auto'}),
     generate: Flags.string({description: 'send generated messages of about this size (e.g. 1K) instead of SOURCEs', helpValue: 'SIZE'}),
     to: Flags.string({description: 'recipient for every message (repeatable, also comma-separated), replacing the source\'s', multiple: true}),
@@ -66,16 +75,12 @@ deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 
     loop: Flags.boolean({description: 'repeat the sources until --count or --duration (or Ctrl-C)'}),
     bdat: Flags.boolean({description: 'send every body with BDAT (CHUNKING); transcripts recorded with BDAT use it anyway when offered'}),
     pipelining: Flags.boolean({description: 'pipeline MAIL and RCPTs when the server offers PIPELINING', allowNo: true, default: true}),
-    starttls: Flags.boolean({description: 'STARTTLS on every session (fails if the server does not offer it)'}),
-    'tls-insecure': Flags.boolean({description: 'do not verify the server\'s certificate', dependsOn: ['starttls']}),
     compare: Flags.boolean({description: 'transcripts: report every recipient whose outcome differs from the recording (exit 76 if any)'}),
     report: Flags.string({description: 'write one JSON line per recipient result to FILE', helpValue: 'FILE'}),
     resume: Flags.string({
       description: 'record what was sent in FILE (appended as results come); a run with the same FILE skips what it lists: recipients delivered or rejected, not those deferred',
       helpValue: 'FILE',
     }),
-    lhlo: Flags.string({description: 'name to give in LHLO (default: this host\'s name)'}),
-    timeout: Flags.string({description: 'how long to wait for the connection and each reply, e.g. 60s (default 60s)', default: '60s'}),
     'reconnect-for': Flags.string({description: 'keep reconnecting to a server that went away for this long', default: '30s'}),
     'keep-trace-headers': Flags.boolean({
       description: 'corpus: keep the Return-Path / Delivered-To / X-Original-To fields at the top of each message (by default they are left out: the server adds its own)',
@@ -86,15 +91,9 @@ deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 
   async run(): Promise<ReplaySummary> {
     const {flags, argv} = await this.parse(Replay)
     const sources = argv as string[]
-    let target: Target
-    try {
-      target = parseTarget(flags.server)
-    } catch (err) {
-      if (err instanceof TargetError) throw new CliError(`--server ${err.message}`, EXIT.usage)
-      throw err
-    }
+    const target = targetFlag('--server', flags.server)
     const to = flags.to?.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '')
-    const generateSize = flags.generate === undefined ? undefined : unit('--generate', () => parseSize(flags.generate!))
+    const generateSize = flags.generate === undefined ? undefined : sizeFlag('--generate', flags.generate)
     if (generateSize !== undefined) {
       if (sources.length > 0) throw new CliError('give either SOURCEs or --generate, not both', EXIT.usage)
       if (!to || to.length === 0) throw new CliError('--generate needs --to ADDR: who receives the generated messages', EXIT.usage)
@@ -109,9 +108,8 @@ deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 
     }
     const rate = flags.rate === undefined ? undefined : positive('--rate', flags.rate)
     const speed = positive('--speed', flags.speed)
-    const durationMs = flags.duration === undefined ? undefined : unit('--duration', () => parseDuration(flags.duration!))
-    const timeoutMs = unit('--timeout', () => parseDuration(flags.timeout))
-    const reconnectForMs = unit('--reconnect-for', () => parseDuration(flags['reconnect-for']))
+    const durationMs = flags.duration === undefined ? undefined : durationFlag('--duration', flags.duration)
+    const reconnectForMs = durationFlag('--reconnect-for', flags['reconnect-for'])
     if (flags.loop && flags.count === undefined && durationMs === undefined) {
       throw new CliError('--loop needs --count N or --duration T to know when to stop', EXIT.usage)
     }
@@ -126,8 +124,10 @@ deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 
     const from = flags.from
     const input: ReplayOptions['input'] =
       generateSize !== undefined
-        ? () => generateMessages({size: generateSize, from: from ?? `lmtp-replay@${os.hostname()}`, to: to!})
+        ? () => generateMessages({size: generateSize, from: from ?? `lmtp-replay@${localHostName()}`, to: to!})
         : () => readSources(sources, {format, keepTrace: flags['keep-trace-headers']})
+    const connection = await connectionSettings(flags, target)
+    const timeoutMs = connection.timeoutMs ?? 60_000
     const journal = flags.resume === undefined ? undefined : await openJournal(flags.resume)
     const bar = new ProgressBar()
     const showProgress = flags.progress ?? bar.enabled
@@ -140,7 +140,7 @@ deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 
         input,
         generated: generateSize !== undefined,
         target,
-        from: from ?? (generateSize !== undefined ? `lmtp-replay@${os.hostname()}` : undefined),
+        from: from ?? (generateSize !== undefined ? `lmtp-replay@${localHostName()}` : undefined),
         to: to && to.length > 0 ? to : undefined,
         concurrency: flags.concurrency,
         messagesPerConnection: flags['messages-per-connection'],
@@ -152,13 +152,15 @@ deferred, or the run was interrupted before all input was sent; 0 otherwise. 64 
         loop: flags.loop,
         bdat: flags.bdat,
         pipelining: flags.pipelining,
-        starttls: flags.starttls,
-        tlsInsecure: flags['tls-insecure'],
+        starttls: connection.starttls,
+        tlsInsecure: connection.tlsInsecure,
+        tlsCa: connection.tlsCa,
+        auth: connection.auth,
         compare: flags.compare,
         reportFile: flags.report,
         journal,
-        lhloName: flags.lhlo ?? os.hostname(),
-        timeouts: {greeting: timeoutMs, command: timeoutMs, dataInit: timeoutMs, dataBlock: timeoutMs, dataEnd: timeoutMs},
+        lhloName: connection.lhloName,
+        timeouts: uniformTimeouts(timeoutMs),
         reconnectForMs,
         onProgress: showProgress ? (p) => bar.update(p) : undefined,
         signal: controller.signal,
@@ -186,15 +188,6 @@ async function openJournal(file: string): Promise<ResumeJournal> {
   } catch (err) {
     if (!(err instanceof ResumeFileError)) throw err
     throw new CliError(`--resume: ${err.message}`, err.kind === 'not-resume' ? EXIT.usage : err.kind === 'unreadable' ? EXIT.noInput : EXIT.ioErr)
-  }
-}
-
-function unit<T>(flag: string, parse: () => T): T {
-  try {
-    return parse()
-  } catch (err) {
-    if (err instanceof UnitSyntaxError) throw new CliError(`${flag}: ${err.message}`, EXIT.usage)
-    throw err
   }
 }
 

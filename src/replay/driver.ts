@@ -11,7 +11,8 @@
  * message is sent again once on a fresh session, and from then on every message gets its own session.
  */
 import {performance} from 'node:perf_hooks'
-import {EXIT} from '../cli/exit-codes.js'
+import type {AuthCredentials} from '../client/auth.js'
+import {EXIT} from '../util/exit-codes.js'
 import type {Target} from '../net/target.js'
 import type {ClientTimeouts, RecipientResult, TransactionResult} from '../protocol/client.js'
 import {lostResult} from '../protocol/client.js'
@@ -49,6 +50,9 @@ export interface ReplayOptions {
   pipelining?: boolean
   starttls?: boolean
   tlsInsecure?: boolean
+  tlsCa?: Buffer
+  /** LMTP AUTH on every session. */
+  auth?: AuthCredentials
   compare?: boolean
   /** NDJSON, one line per recipient result. */
   reportFile?: string
@@ -101,6 +105,8 @@ export async function runReplay(o: ReplayOptions): Promise<ReplaySummary> {
       lhloName: o.lhloName,
       starttls: o.starttls,
       tlsInsecure: o.tlsInsecure,
+      tlsCa: o.tlsCa,
+      auth: o.auth,
       needChunking: o.bdat,
       timeouts: o.timeouts,
       messagesPerConnection: o.messagesPerConnection,

@@ -6,14 +6,14 @@
  * counts how every session ended. It gives up (RunAbort) when the very first connection fails or no connection
  * succeeds for --reconnect-for.
  */
-import net from 'node:net'
 import {performance} from 'node:perf_hooks'
-import type {Duplex} from 'node:stream'
-import tls from 'node:tls'
-import {EXIT, type ExitCode} from '../cli/exit-codes.js'
-import {connectTarget, explainConnectError, formatTarget, type Target} from '../net/target.js'
+import type {AuthCredentials} from '../client/auth.js'
+import {exitCodeForSessionError} from '../client/outcome.js'
+import {openSession, type PhaseEvent, SessionOpenError} from '../client/session.js'
+import {formatTarget, type Target} from '../net/target.js'
 import type {Capabilities} from '../protocol/capabilities.js'
-import {type ClientTimeouts, LmtpClient, LmtpClientError} from '../protocol/client.js'
+import type {ClientTimeouts, LmtpClient} from '../protocol/client.js'
+import type {ExitCode} from '../util/exit-codes.js'
 import type {LatencyRecorder} from './latency.js'
 import {sleep} from './scheduler.js'
 import {TransactionClock} from './timing.js'
@@ -35,6 +35,10 @@ export interface PoolOptions {
   lhloName: string
   starttls?: boolean
   tlsInsecure?: boolean
+  /** CA certificates (PEM) for the server's certificate. */
+  tlsCa?: Buffer
+  /** LMTP AUTH on every session. */
+  auth?: AuthCredentials
   /** The session must offer CHUNKING (--bdat). */
   needChunking?: boolean
   timeouts?: Partial<ClientTimeouts>
@@ -147,63 +151,43 @@ export class SessionPool {
         this.downSince = undefined
         return s
       } catch (err) {
-        if (err instanceof RunAbort) throw (this.abort ??= err)
+        if (!(err instanceof SessionOpenError)) throw err
+        const code = exitCodeForSessionError(err)
+        // What a retry cannot change (no STARTTLS, a certificate that does not verify, AUTH refused) stops the run.
+        if (err.kind === 'capability' || err.kind === 'tls' || err.kind === 'auth') throw (this.abort ??= new RunAbort(err.message, code))
         this.counts.failedAttempts++
-        const why = err instanceof LmtpClientError ? `${this.server}: ${err.message}` : explainConnectError(this.o.target, err as NodeJS.ErrnoException)
-        if (!this.everConnected) throw (this.abort ??= new RunAbort(why, EXIT.ioErr))
+        if (!this.everConnected) throw (this.abort ??= new RunAbort(err.message, code))
         this.downSince ??= Date.now()
         if (Date.now() - this.downSince >= reconnectFor) {
-          throw (this.abort ??= new RunAbort(`${why}; gave up after ${Math.round(reconnectFor / 1000)}s of failed reconnects`, EXIT.ioErr))
+          throw (this.abort ??= new RunAbort(`${err.message}; gave up after ${Math.round(reconnectFor / 1000)}s of failed reconnects`, code))
         }
         await sleep(Math.min(2000, 50 * 2 ** Math.min(attempt, 6)), this.o.signal)
       }
     }
   }
 
+  /** Opens one session (the client core's openSession), timing connect+greeting and LHLO to the microsecond. */
   private async open(): Promise<PooledSession> {
     const o = this.o
-    const start = performance.now()
-    const socket = await connectTarget(o.target, o.timeouts?.greeting ?? 30_000)
     const clock = new TransactionClock()
-    const client = new LmtpClient(socket, {timeouts: o.timeouts, emit: clock.emit})
-    try {
-      await client.start()
-      this.latency.record('connect', performance.now() - start)
-      const l0 = performance.now()
-      let caps = await client.lhlo(o.lhloName)
-      this.latency.record('lhlo', performance.now() - l0)
-      if (o.starttls) {
-        if (!caps.startTls) throw new RunAbort(`${this.server} does not offer STARTTLS (drop --starttls, or enable TLS on the server)`, EXIT.unavailable)
-        try {
-          await client.startTls((plain) => this.upgrade(plain))
-        } catch (err) {
-          if (err instanceof LmtpClientError) throw err
-          throw new RunAbort(
-            `TLS with ${this.server} failed: ${(err as Error).message}${o.tlsInsecure ? '' : ' (--tls-insecure skips certificate verification)'}`,
-            EXIT.ioErr,
-          )
-        }
-        caps = await client.lhlo(o.lhloName)
-      }
-      if (o.needChunking && !caps.chunking) throw new RunAbort(`${this.server} does not offer CHUNKING, so --bdat cannot be used`, EXIT.unavailable)
-      this.counts.opened++
-      return {client, capabilities: caps, clock, sent: 0, violated: false, counted: false}
-    } catch (err) {
-      client.close()
-      throw err
+    const started = new Map<string, number>()
+    const onPhase = (e: PhaseEvent): void => {
+      if (e.state === 'start') started.set(e.phase, performance.now())
+      else if (e.phase === 'greeting') this.latency.record('connect', performance.now() - (started.get('connect') ?? 0))
+      else if (e.phase === 'lhlo') this.latency.record('lhlo', performance.now() - (started.get('lhlo') ?? 0))
     }
-  }
-
-  private upgrade(plain: Duplex): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      const host = this.o.target.kind === 'tcp' ? this.o.target.host : 'localhost'
-      const secure = tls.connect({
-        socket: plain as net.Socket,
-        ...(net.isIP(host) ? {} : {servername: host}),
-        rejectUnauthorized: !this.o.tlsInsecure,
-      })
-      secure.once('secureConnect', () => resolve(secure))
-      secure.once('error', reject)
+    const session = await openSession(o.target, {
+      lhloName: o.lhloName,
+      starttls: o.starttls,
+      tlsInsecure: o.tlsInsecure,
+      tlsCa: o.tlsCa,
+      auth: o.auth,
+      requireChunking: o.needChunking,
+      timeouts: o.timeouts,
+      emit: clock.emit,
+      onPhase,
     })
+    this.counts.opened++
+    return {client: session.client, capabilities: session.capabilities, clock, sent: 0, violated: false, counted: false}
   }
 }

@@ -2,7 +2,7 @@
  * What a replay run reports: the progress snapshots, the final summary (also `lmtp replay --json`), and the one
  * rule that turns a summary into an exit code.
  */
-import {EXIT, type ExitCode} from '../cli/exit-codes.js'
+import {EXIT, type ExitCode} from '../util/exit-codes.js'
 import type {Outcome} from '../protocol/events.js'
 import type {InputProblem} from './item.js'
 import type {LatencyStats, Phase} from './latency.js'
@@ -138,19 +138,20 @@ export interface ReplaySummary {
 }
 
 /**
- * The exit code of a run that was not abandoned (an abandoned run exits 74 when the server could not be
- * (re)connected, 69 when it lacks STARTTLS/CHUNKING that was asked for). Nothing to send: 66. Then, first match:
- * 76 the server broke the protocol, or (--compare) an outcome changed; 69 a recipient was rejected (not with
- * --compare, where an unchanged 5xx is not a failure); 65 an input item was unreadable or corrupt and was not
- * sent; 75 a recipient was deferred, or the run was interrupted before all input was sent (both: run again
- * later, with --resume to send only what is missing); else 0.
+ * The exit code of a run that was not abandoned (an abandoned run exits with the code of why the session could
+ * not be (re)opened: 74 connection, 69 no STARTTLS/CHUNKING/AUTH, 78 AUTH refused). Nothing to send: 66. Then,
+ * first match: 130 interrupted (Ctrl-C) before all input was sent, as `send` and shells report it (run again
+ * with the same --resume FILE to send the rest); 76 the server broke the protocol, or (--compare) an outcome
+ * changed; 69 a recipient was rejected (not with --compare, where an unchanged 5xx is not a failure); 65 an input
+ * item was unreadable or corrupt and was not sent; 75 a recipient was deferred; else 0.
  */
 export function exitCodeOf(s: ReplaySummary, generated: boolean): ExitCode {
   if (s.messages.total === 0 && !generated && !s.interrupted && !s.resume?.alreadyDone) return EXIT.noInput
+  if (s.interrupted) return EXIT.interrupted
   if (s.violations.count > 0) return EXIT.protocol
   if (s.compare && s.compare.changed > 0) return EXIT.protocol
   if (!s.compare && s.recipients.rejected > 0) return EXIT.unavailable
   if (s.input.skipped > s.input.notMail) return EXIT.dataErr
-  if ((!s.compare && s.recipients.deferred > 0) || s.interrupted) return EXIT.tempFail
+  if (!s.compare && s.recipients.deferred > 0) return EXIT.tempFail
   return EXIT.ok
 }

@@ -10,14 +10,14 @@ import type {LatencyRecorder} from './latency.js'
 
 /** Listens to one session's client events and turns the last transaction's into phase latencies. */
 export class TransactionClock {
-  private commands: {verb: string; line: string; t: number}[] = []
+  private commands: {verb: string; t: number}[] = []
   private replies: number[] = []
-  /** When the last body octet was handed to the socket (DATA), set by the sender. */
+  /** When the end of the body was written (the client's `replies` phase), set by the sender. */
   bodyEnd: number | undefined
 
   /** The client's event callback. */
   readonly emit = (e: LmtpEvent): void => {
-    if (e.type === 'command') this.commands.push({verb: e.verb, line: e.line, t: performance.now()})
+    if (e.type === 'command') this.commands.push({verb: e.verb, t: performance.now()})
     else if (e.type === 'reply') this.replies.push(performance.now())
   }
 
@@ -29,7 +29,7 @@ export class TransactionClock {
   }
 
   /** Records the MAIL, RCPT and per-recipient latencies of the transaction just run. */
-  record(latency: LatencyRecorder, result: TransactionResult, bdat: boolean, marker: boolean): void {
+  record(latency: LatencyRecorder, result: TransactionResult, marker: boolean): void {
     const {commands, replies} = this
     const mail = commands.findIndex((c) => c.verb === 'MAIL')
     if (mail < 0) return
@@ -40,10 +40,8 @@ export class TransactionClock {
         const r = result.recipients[k]
         if (r && !(r.stage === 'RCPT' && r.synthetic) && replies[1 + k] !== undefined) latency.record('rcpt', replies[1 + k]! - c.t)
       })
-    const bodySent = bdat ? result.data === undefined : result.data?.code === 354
-    if (!bodySent || result.violation) return
-    const end = bdat ? [...commands].reverse().find((c) => c.verb === 'BDAT' && / LAST$/i.test(c.line))?.t : this.bodyEnd
-    if (end === undefined) return
+    const end = this.bodyEnd
+    if (end === undefined || result.violation) return
     const after = result.recipients.filter((r) => r.stage === 'DATA' && !r.synthetic).length
     const last = replies.length - (marker ? 1 : 0)
     for (let k = 0; k < after; k++) {

@@ -46,14 +46,6 @@ export async function transmit(
   // The reply-count check runs on each session's first transaction.
   const marker = s.sent === 0
   const clock = s.clock
-  async function* counted(): AsyncGenerator<Buffer> {
-    for await (const b of m.msg.body) {
-      countBytes(b.length)
-      yield b
-    }
-    // The client writes a small body with its end mark (and the marker) in one write, right after this.
-    clock.bodyEnd = performance.now()
-  }
   clock.reset()
   let result: TransactionResult
   try {
@@ -61,11 +53,15 @@ export async function transmit(
       from: m.from,
       to: m.to,
       params,
-      body: counted(),
+      body: m.msg.body,
       bdat,
       pipelining: o.pipelining,
       pipelineData: true,
       verifyReplyCount: marker,
+      // The end of the body (DATA's end mark or BDAT LAST) has been written: the per-recipient replies are due.
+      onPhase: (phase) => {
+        if (phase === 'replies') clock.bodyEnd = performance.now()
+      },
     })
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err)
@@ -80,7 +76,8 @@ export async function transmit(
   }
   s.sent++
   if (result.violation) s.violated = true
-  clock.record(latency, result, bdat, marker)
+  countBytes(result.bytes)
+  clock.record(latency, result, marker)
   latency.record('message', performance.now() - m.due)
   return result
 }

@@ -181,7 +181,7 @@ describe('help', () => {
 })
 
 describe('interrupted and resumed', () => {
-  test('Ctrl-C mid-run exits 75; a second run with the same --resume FILE sends only the rest, each message once', async () => {
+  test('Ctrl-C mid-run exits 130; a second run with the same --resume FILE sends only the rest, each message once', async () => {
     const maildir = join(scratch, 'migrate')
     for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(maildir, sub), {recursive: true})
     for (let n = 1; n <= 60; n++) {
@@ -205,7 +205,7 @@ describe('interrupted and resumed', () => {
         await new Promise((r) => setTimeout(r, 50))
       }
       child.kill('SIGINT')
-      expect(await exited).toBe(75)
+      expect(await exited).toBe(130)
       const first = JSON.parse(stdout) as ReplaySummary
       expect(first.interrupted).toBe(true)
       expect(first.messages.delivered).toBeGreaterThanOrEqual(3)

@@ -95,7 +95,7 @@ describe('sessions', () => {
 })
 
 describe('exit codes of unsent input', () => {
-  test('Ctrl-C (the signal) after a few messages: interrupted, exit 75, the rest not sent', async () => {
+  test('Ctrl-C (the signal) after a few messages: interrupted, exit 130, the rest not sent', async () => {
     const serve = await startServe()
     const controller = new AbortController()
     try {
@@ -116,7 +116,7 @@ describe('exit codes of unsent input', () => {
       expect(summary.messages.total).toBeGreaterThanOrEqual(5)
       expect(summary.messages.total).toBeLessThan(1_000_000)
       expect(summary.recipients.deferred).toBe(0)
-      expect(summary.exitCode).toBe(75)
+      expect(summary.exitCode).toBe(130)
     } finally {
       await serve.stop()
       await serve.cleanup()
