@@ -5,7 +5,7 @@
  * watcher only, and once it catches up it is told how many (`dropped`) and sent a fresh `snapshot`.
  */
 import {existsSync} from 'node:fs'
-import {chmod, lstat, mkdir, unlink} from 'node:fs/promises'
+import {chmod, mkdir, unlink} from 'node:fs/promises'
 import net from 'node:net'
 import {dirname} from 'node:path'
 import {CliError, EXIT} from '../cli/exit-codes.js'
@@ -13,7 +13,7 @@ import type {EventBus} from '../protocol/events.js'
 import {FEED_VERSION, type FeedLine, type ServerInfo, defaultEventsPaths} from '../watch/feed-format.js'
 import {SERVER_LIMITS, WatchModel} from '../watch/model.js'
 import type {ServerTotals} from './stats.js'
-import {clearStaleSocketFile} from '../net/socket-file.js'
+import {checkTrustedPath, clearStaleSocketFile} from '../net/socket-file.js'
 
 /** Settings of a feed. */
 export interface EventFeedOptions {
@@ -244,14 +244,8 @@ async function ensurePrivateDir(dir: string): Promise<void> {
   } catch (err) {
     throw new EventFeedError(`cannot create ${dir}: ${(err as Error).message}`, (err as NodeJS.ErrnoException).code ?? 'EIO')
   }
-  const st = await lstat(dir)
-  const uid = process.getuid?.()
-  if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) {
-    throw new EventFeedError(
-      `${dir} must be a directory owned by you with mode 0700 (it is not): remove it, or pass --events PATH`,
-      'EPERM',
-    )
-  }
+  const problem = await checkTrustedPath(dir, 'directory', {private: true})
+  if (problem) throw new EventFeedError(`${problem}: remove it, or pass --events PATH`, 'EPERM')
 }
 
 async function clearStale(path: string): Promise<void> {

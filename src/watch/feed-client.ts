@@ -3,6 +3,7 @@
  * `serve --tui`). Both are a {@link FeedSource}, which is all the dashboard knows about.
  */
 import net from 'node:net'
+import {checkTrustedPath} from '../net/socket-file.js'
 import type {EventBus} from '../protocol/events.js'
 import {FEED_VERSION, type FeedLine, type ServerInfo, parseFeedLine} from './feed-format.js'
 import {WatchModel} from './model.js'
@@ -101,6 +102,9 @@ export class SocketFeed implements FeedSource {
       onStatus({state: 'connecting', path: first})
       for (const path of this.o.paths) {
         if (this.stopped) return
+        // A feed socket someone else planted (another user's /tmp/lmtp-<uid>/) is never shown as live.
+        const problem = await checkTrustedPath(path, 'socket')
+        if (problem) return end(`refusing the event feed ${problem}; remove it, or run lmtp watch as the user of that lmtp serve`)
         const result = await connect(path)
         if (this.stopped) {
           if (typeof result !== 'string') result.destroy()
