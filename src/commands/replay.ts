@@ -33,7 +33,7 @@ those in flight finish (exit 130). --resume FILE records what was sent, so that 
 sends only the rest.
 
 Exit codes, first match: 66 nothing to send (no input, or every item was bad); 74 the connection failed (69 the
-server lacks STARTTLS/CHUNKING/AUTH asked for, 78 AUTH refused); 130 interrupted (Ctrl-C) before all input was
+server lacks STARTTLS/CHUNKING/AUTH asked for, 78 AUTH refused or required: the run stops at once); 130 interrupted (Ctrl-C) before all input was
 sent; 76 the server broke the protocol (or, with --compare, a recipient's outcome changed from the recording);
 69 a recipient was rejected (not with --compare); 65 an input item was unreadable or corrupt and was not sent;
 75 a recipient was deferred; 0 otherwise. 64 usage.`

@@ -12,6 +12,7 @@
  */
 import {performance} from 'node:perf_hooks'
 import type {AuthCredentials} from '../client/auth.js'
+import {AUTH_REQUIRED_HINT, requiresAuth} from '../client/outcome.js'
 import {EXIT} from '../util/exit-codes.js'
 import type {Target} from '../net/target.js'
 import type {ClientTimeouts, RecipientResult, TransactionResult} from '../protocol/client.js'
@@ -243,6 +244,12 @@ async function deliver(run: Run, current: PooledSession | undefined, m: Outgoing
     }
   }
   await finish(run, m.item, env, result)
+  if (!o.auth && requiresAuth(result.mail)) {
+    // Every other message would be refused the same way: stop now, and say what to do.
+    run.feed.stop()
+    await pool.close(session)
+    throw (pool.abort ??= new RunAbort(`${pool.server} answered ${result.mail.code} to MAIL: ${AUTH_REQUIRED_HINT}`, EXIT.config))
+  }
   return pool.after(session)
 }
 

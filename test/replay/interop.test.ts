@@ -1,0 +1,60 @@
+/**
+ * Replay into the LMTP servers that broke it before: GNU Mailutils 3.15 (refuses any MAIL parameter, one
+ * transaction per session, 503 to an LHLO after DATA) and Cyrus IMAP 3.6 (a SESSIONID in its LHLO reply that
+ * changes after every transaction; AUTH required on its plain TCP port). Every message must arrive, the run must
+ * exit 0, and no session may be counted lost. No time is asserted: a wait on a timeout would run into the
+ * test's own timeout and fail it.
+ */
+import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {afterAll, beforeAll, expect, test} from 'vitest'
+import {runReplay, type ReplayOptions} from '../../src/replay/driver.js'
+import {readSources} from '../../src/replay/sources.js'
+import {type Cyrus, describePeers, startCyrus} from '../support/peers.js'
+
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'lmtp-replay-interop-'))
+})
+afterAll(async () => {
+  await rm(dir, {recursive: true, force: true})
+})
+
+/** 20 plain 7-bit messages for `to`, as a new user's corpus would be. */
+async function corpus(name: string, to: string): Promise<string> {
+  const d = path.join(dir, name)
+  await mkdir(d)
+  for (let n = 1; n <= 20; n++) {
+    await writeFile(path.join(d, `${n}.eml`), `Delivered-To: ${to}\nFrom: s@example.org\nMessage-ID: <${n}.${name}@interop.test>\nSubject: ${n}\n\nmessage ${n}\n`)
+  }
+  return d
+}
+
+function options(port: number, source: string, more: Partial<ReplayOptions> = {}): ReplayOptions {
+  return {
+    target: {kind: 'tcp', host: '127.0.0.1', port},
+    lhloName: 'replay.test',
+    concurrency: 2,
+    input: () => readSources([source]),
+    ...more,
+  }
+}
+
+describePeers('replay into Cyrus lmtpd', ['cyrus'], () => {
+  let cyrus: Cyrus
+  beforeAll(async () => {
+    cyrus = await startCyrus()
+  })
+  afterAll(async () => {
+    await cyrus?.stop()
+  })
+
+  test('the port that requires AUTH, without --auth: the run stops at the first refusal with exit 78 and says to use --auth', async () => {
+    const summary = await runReplay(options(cyrus.authPort, await corpus('cyrus-noauth', 'carol@example.com')))
+    expect(summary.aborted).toMatch(/answered 430 to MAIL: this server requires authentication: use --auth USER/)
+    expect(summary.messages.total).toBeLessThanOrEqual(2)
+    expect(summary.recipients.deferred).toBe(summary.recipients.total)
+    expect(summary.exitCode).toBe(78)
+  })
+})
