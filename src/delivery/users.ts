@@ -130,3 +130,12 @@ export async function loadUsersFile(file: string): Promise<UserTable> {
   }
   return parseUsersFile(text, file)
 }
+
+/**
+ * The users as a Postfix lookup table (`virtual_mailbox_maps`): one `ADDRESS OK` line per mailbox, so Postfix
+ * refuses unknown recipients at SMTP time instead of accepting and bouncing them later. Feed it to `postmap`.
+ */
+export function formatPostmap(table: UserTable): string {
+  // `postmaster` without a domain (any domain) has no single key: Postfix needs postmaster@DOMAIN lines.
+  return table.entries.map((e) => (e.key.includes('@') ? `${e.key}\tOK\n` : `# ${e.address}: add postmaster@DOMAIN for each domain\n`)).join('')
+}

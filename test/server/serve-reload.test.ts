@@ -6,7 +6,7 @@
  */
 import {X509Certificate} from 'node:crypto'
 import {mkdirSync, readdirSync, writeFileSync, copyFileSync} from 'node:fs'
-import net from 'node:net'
+import type net from 'node:net'
 import path from 'node:path'
 import tls from 'node:tls'
 import {afterEach, beforeEach, expect, test} from 'vitest'

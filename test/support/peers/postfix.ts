@@ -44,6 +44,8 @@ export interface PostfixOptions {
   smtpPort?: number
   /** Extra main.cf settings (override the defaults), e.g. `{lmtp_destination_recipient_limit: '2'}`. */
   mainCf?: Record<string, string>
+  /** Run the lmtp client chrooted into the queue directory, as Debian's stock master.cf does. Default false. */
+  chrootLmtp?: boolean
 }
 
 /** One `to=<...>, relay=..., dsn=..., status=...` line of the maillog. */
@@ -71,6 +73,8 @@ export interface Postfix {
   smtpPort: number
   /** The config directory (main.cf, master.cf). */
   configDir: string
+  /** The queue directory (`queue_directory`, the chroot): `private/lmtp` is resolved inside it. */
+  queueDirectory: string
   /** The log file (postlogd). */
   maillog: string
   /** The master daemon's pid. */
@@ -181,7 +185,7 @@ export function postfixMainCf(p: {
 }
 
 /** master.cf for the private instance: chroot off everywhere, smtpd on loopback, a postlog service. */
-export function postfixMasterCf(smtpPort: number): string {
+export function postfixMasterCf(smtpPort: number, chrootLmtp = false): string {
   const rows = [
     `127.0.0.1:${smtpPort} inet n - n - - smtpd`,
     'pickup unix n - n 60 1 pickup',
@@ -200,7 +204,7 @@ export function postfixMasterCf(smtpPort: number): string {
     'discard unix - - n - - discard',
     'local unix - n n - - local',
     'virtual unix - n n - - virtual',
-    'lmtp unix - - n - - lmtp',
+    `lmtp unix - - ${chrootLmtp ? 'y' : 'n'} - - lmtp`,
     'anvil unix - - n - 1 anvil',
     'scache unix - - n - 1 scache',
     'postlog unix-dgram n - n - 1 postlogd',
@@ -267,7 +271,7 @@ export async function startPostfix(options: PostfixOptions): Promise<Postfix> {
         extra: options.mainCf,
       }),
     )
-    await writeFile(join(conf, 'master.cf'), postfixMasterCf(smtpPort))
+    await writeFile(join(conf, 'master.cf'), postfixMasterCf(smtpPort, options.chrootLmtp))
     // Postfix re-reads a config file modified within the last ~2 s, sleeping 300 ms per try, as a guard
     // against half-written files: backdate ours so start does not wait on it.
     const past = new Date(Date.now() - 60_000)
@@ -314,6 +318,7 @@ export async function startPostfix(options: PostfixOptions): Promise<Postfix> {
     const handle: Postfix = {
       smtpPort,
       configDir: conf,
+      queueDirectory: join(dir.path, 'spool'),
       maillog,
       pid,
       log,
