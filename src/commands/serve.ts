@@ -4,7 +4,9 @@ import {BaseCommand} from '../cli/base-command.js'
 import {CliError, EXIT} from '../cli/exit-codes.js'
 import {runServer, type ServeOptions, type ServeSummary} from '../server/run-server.js'
 import {chooseDefaultEventsPath} from '../server/event-feed.js'
-import {TargetError, parseTarget} from '../net/target.js'
+import {type Target, TargetError, parseTarget} from '../net/target.js'
+import {CidrList} from '../net/proxy-protocol.js'
+import {DEFAULT_PROXY_TRUSTED} from '../server/proxy-accept.js'
 import {drawLiveOnTerminal} from '../cli/terminal.js'
 import {sizeFlag} from '../cli/flag-values.js'
 import {
@@ -64,6 +66,16 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
     listen: Flags.string({
       description: 'where to listen: HOST:PORT or unix:/path (repeatable; port 25 is refused) [default: 127.0.0.1:24, none when systemd passes sockets]',
       multiple: true,
+    }),
+    'proxy-listen': Flags.string({
+      description: 'also listen here for connections that start with a PROXY protocol v1/v2 header (HAProxy send-proxy-v2): HOST:PORT or unix:/path (repeatable)',
+      multiple: true,
+      helpValue: 'TARGET',
+    }),
+    'proxy-protocol-from': Flags.string({
+      description: 'networks trusted to send PROXY headers on --proxy-listen (comma-separated; others are refused)',
+      default: DEFAULT_PROXY_TRUSTED.join(','),
+      helpValue: 'CIDR,...',
     }),
     'socket-mode': Flags.string({description: 'permissions of Unix sockets (octal)', default: '0660'}),
     'socket-owner': Flags.string({description: 'owner of Unix sockets, e.g. postfix or postfix:postfix (needs root)', helpValue: 'USER[:GROUP]'}),
@@ -136,16 +148,11 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
   }
 
   private buildOptions(flags: ServeFlags): ServeOptions {
+    const proxyListen = (flags['proxy-listen'] ?? []).map((t) => target('--proxy-listen', t))
     return {
       maildir: flags.maildir,
-      listen: (flags.listen ?? (process.env.LISTEN_FDS ? [] : [DEFAULT_LISTEN])).map((t) => {
-        try {
-          return parseTarget(t)
-        } catch (err) {
-          if (err instanceof TargetError) throw new CliError(`--listen ${err.message}`, EXIT.usage)
-          throw err
-        }
-      }),
+      listen: (flags.listen ?? (process.env.LISTEN_FDS || proxyListen.length > 0 ? [] : [DEFAULT_LISTEN])).map((t) => target('--listen', t)),
+      proxy: proxyListen.length > 0 ? {listen: proxyListen, trusted: trustedNetworks(flags['proxy-protocol-from'])} : undefined,
       socketMode: parseMode(flags['socket-mode']),
       socketOwner: flags['socket-owner'],
       user: flags.user,
@@ -187,6 +194,23 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       }
     }
     return runServer(options)
+  }
+}
+
+function target(flag: string, text: string): Target {
+  try {
+    return parseTarget(text)
+  } catch (err) {
+    if (err instanceof TargetError) throw new CliError(`${flag} ${err.message}`, EXIT.usage)
+    throw err
+  }
+}
+
+function trustedNetworks(text: string): CidrList {
+  try {
+    return new CidrList(text.split(',').filter((x) => x.trim() !== ''))
+  } catch (err) {
+    throw new CliError(`--proxy-protocol-from: ${(err as Error).message}`, EXIT.usage)
   }
 }
 

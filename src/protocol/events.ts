@@ -29,7 +29,10 @@ export function outcomeOf(code: number): Outcome {
 /** A session opened: peer address (or `unix`), the listener it arrived on. */
 export interface SessionOpenedEvent extends EventBase {
   type: 'session.opened'
+  /** The client: from the PROXY header when the connection came through a balancer. */
   peer: string
+  /** The balancer's address, when the peer came from a PROXY protocol header. */
+  proxiedBy?: string
   listener: string
   transport: 'tcp' | 'unix'
 }

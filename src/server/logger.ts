@@ -9,6 +9,7 @@ export type LogFormat = 'text' | 'json'
 
 interface SessionFacts {
   peer: string
+  proxiedBy?: string
   listener: string
   openedAt: number
   lhlo?: string
@@ -26,7 +27,7 @@ export function attachLogger(bus: EventBus, format: LogFormat, write: (line: str
   return bus.on((e: LmtpEvent) => {
     switch (e.type) {
       case 'session.opened':
-        sessions.set(e.sessionId, {peer: e.peer, listener: e.listener, openedAt: e.at, messages: 0, recipients: 0})
+        sessions.set(e.sessionId, {peer: e.peer, proxiedBy: e.proxiedBy, listener: e.listener, openedAt: e.at, messages: 0, recipients: 0})
         return
       case 'lhlo': {
         const s = sessions.get(e.sessionId)
@@ -79,6 +80,7 @@ export function attachLogger(bus: EventBus, format: LogFormat, write: (line: str
             event: 'session',
             session: e.sessionId,
             peer: s?.peer,
+            proxiedBy: s?.proxiedBy,
             listener: s?.listener,
             lhlo: s?.lhlo,
             tls: s?.tls,
@@ -89,7 +91,7 @@ export function attachLogger(bus: EventBus, format: LogFormat, write: (line: str
             ms,
             reason: e.reason,
           },
-          `${time} ${e.sessionId} session peer=${s?.peer ?? '?'} lhlo=${s?.lhlo ?? '-'}${s?.tls ? ` tls="${s.tls}"` : ''} messages=${s?.messages ?? 0} recipients=${s?.recipients ?? 0} in=${e.bytesIn} out=${e.bytesOut} ms=${ms} (${e.reason})`,
+          `${time} ${e.sessionId} session peer=${s?.peer ?? '?'}${s?.proxiedBy ? ` via=${s.proxiedBy}` : ''} lhlo=${s?.lhlo ?? '-'}${s?.tls ? ` tls="${s.tls}"` : ''} messages=${s?.messages ?? 0} recipients=${s?.recipients ?? 0} in=${e.bytesIn} out=${e.bytesOut} ms=${ms} (${e.reason})`,
         )
         return
       }

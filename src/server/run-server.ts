@@ -17,6 +17,7 @@ import {IdentityError, type Identity, dropPrivileges, parseOwner, resolveIdentit
 import {type LogFormat, attachLogger} from './logger.js'
 import {ConfigProblem, Reloader, type ReloadResult, loadTls, loadUsers} from './reload.js'
 import {ListenError, LmtpServer} from './server.js'
+import type {CidrList} from '../net/proxy-protocol.js'
 import {ServerStats, type ServerTotals} from './stats.js'
 import {type InheritedSocket, SystemdNotifier, takeListenFds} from './systemd.js'
 import {expiryWarning} from './tls-files.js'
@@ -25,6 +26,8 @@ import {expiryWarning} from './tls-files.js'
 export interface ServeOptions {
   maildir: string
   listen: Target[]
+  /** Listeners whose connections start with a PROXY protocol header, and the networks trusted to send one. */
+  proxy?: {listen: Target[]; trusted: CidrList; headerTimeoutMs?: number}
   socketMode: number
   /** Owner of the Unix sockets, `USER[:GROUP]` (`--socket-owner`). */
   socketOwner?: string
@@ -127,6 +130,8 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
       idleTimeoutMs: o.idleTimeoutMs,
       tls: tlsPair,
       limits: {maxMessageSize: o.maxSize, maxRecipients: o.maxRecipients},
+      proxy: o.proxy,
+      onWarning: (message) => say('warn', message),
     },
     recorder ? recorder.wrap(backend) : backend,
     bus,

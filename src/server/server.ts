@@ -12,6 +12,7 @@ import {formatReply} from '../protocol/reply.js'
 import {ServerSession, type SessionOptions} from '../protocol/server-session.js'
 import {clearStaleSocketFile} from '../net/socket-file.js'
 import {type Target, formatTarget} from '../net/target.js'
+import {type ProxyPolicy, readProxyHeader} from './proxy-accept.js'
 
 /** Settings of a server. */
 export interface ServerConfig {
@@ -36,6 +37,10 @@ export interface ServerConfig {
   tls?: {cert: Buffer; key: Buffer}
   /** Protocol limits passed to every session. */
   limits?: Pick<SessionOptions, 'maxLineLength' | 'maxMessageSize' | 'maxRecipients' | 'maxErrors' | 'vrfy'>
+  /** Listeners that expect a PROXY protocol header (`--proxy-listen`), and who may send one. */
+  proxy?: ProxyPolicy & {listen: Target[]}
+  /** Problems worth a log line that are not a session's (a refused PROXY connection). */
+  onWarning?: (message: string) => void
 }
 
 /** A listener that is up. */
@@ -43,6 +48,8 @@ export interface ListenerInfo {
   target: Target
   /** The address as text, with the real port when port 0 was asked for. */
   address: string
+  /** True when connections must start with a PROXY protocol header. */
+  proxy?: boolean
 }
 
 /** A failure to start a listener; the message says what to do. */
@@ -54,6 +61,14 @@ export class ListenError extends Error {
     super(message)
     this.name = 'ListenError'
   }
+}
+
+/** The real client of a connection that came through a balancer (from its PROXY header). */
+interface Proxied {
+  peer: string
+  proxiedBy: string
+  /** Bytes that followed the header. */
+  rest: Buffer
 }
 
 interface Connection {
@@ -73,7 +88,7 @@ export class LmtpServer {
   private secureContext: tls.SecureContext | undefined
   private stopping = false
   /** Connections accepted while held (holdUntilResumed), served by resume(). */
-  private held: {socket: net.Socket; target: Target}[] | undefined
+  private held: {socket: net.Socket; target: Target; proxied?: Proxied}[] | undefined
   /** Listeners that are up (after start()). */
   listeners: ListenerInfo[] = []
   /** Connections accepted since start. */
@@ -92,7 +107,7 @@ export class LmtpServer {
   resume(): void {
     const held = this.held ?? []
     this.held = undefined
-    for (const h of held) if (!h.socket.destroyed) this.accept(h.socket, h.target)
+    for (const h of held) if (!h.socket.destroyed) this.accept(h.socket, h.target, h.proxied)
   }
 
   /** Connections open now. */
@@ -115,6 +130,9 @@ export class LmtpServer {
       for (const target of this.config.listen) {
         this.listeners.push(await this.listen(target))
       }
+      for (const target of this.config.proxy?.listen ?? []) {
+        this.listeners.push({...(await this.listen(target, true)), proxy: true})
+      }
       for (const inherited of this.config.inherited ?? []) {
         this.listeners.push(await this.adopt(inherited.fd, inherited.name))
       }
@@ -125,10 +143,12 @@ export class LmtpServer {
     return this.listeners
   }
 
-  private async listen(target: Target): Promise<ListenerInfo> {
+  private async listen(target: Target, proxied = false): Promise<ListenerInfo> {
     // allowHalfOpen: a client's end of stream (shutdown(SHUT_WR) right after the final dot) must not close our
     // side before the per-recipient replies are written; onEnd closes it once the session has caught up.
-    const server = net.createServer({noDelay: true, allowHalfOpen: true}, (socket) => this.accept(socket, target))
+    const server = net.createServer({noDelay: true, allowHalfOpen: true}, (socket) =>
+      proxied ? this.acceptProxied(socket, target) : this.accept(socket, target),
+    )
     server.maxConnections = Number.MAX_SAFE_INTEGER
     if (target.kind === 'unix') await this.clearStaleSocket(target.path)
     await new Promise<void>((resolve, reject) => {
@@ -178,9 +198,22 @@ export class LmtpServer {
     }
   }
 
-  private accept(socket: net.Socket, target: Target): void {
+  /** A connection on a PROXY listener: its header first (see proxy-accept.ts), then an ordinary session. */
+  private acceptProxied(socket: net.Socket, target: Target): void {
+    socket.on('error', () => {})
+    void readProxyHeader(socket, target.kind === 'unix', this.config.proxy!).then((r) => {
+      if (!r.ok) {
+        this.config.onWarning?.(r.reason)
+        socket.destroy()
+      } else if (!socket.destroyed) {
+        this.accept(socket, target, r)
+      }
+    })
+  }
+
+  private accept(socket: net.Socket, target: Target, proxied?: Proxied): void {
     if (this.held) {
-      this.held.push({socket, target})
+      this.held.push({socket, target, proxied})
       return
     }
     const listener = formatTarget(target)
@@ -192,7 +225,7 @@ export class LmtpServer {
     }
     this.totalConnections++
     const sessionId = `${Date.now().toString(36)}-${(++sessionCounter).toString(36)}`
-    const peer = target.kind === 'unix' ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`
+    const peer = proxied?.peer ?? (target.kind === 'unix' ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`)
     let current: net.Socket | tls.TLSSocket = socket
     let pending: string[] = []
     let scheduled = false
@@ -310,10 +343,16 @@ export class LmtpServer {
       sessionId,
       role: 'server',
       peer,
+      ...(proxied ? {proxiedBy: proxied.proxiedBy} : {}),
       listener,
       transport: target.kind,
     })
     session.greet()
+    if (proxied) {
+      // readProxyHeader left the socket paused; what followed the header is the session's first input.
+      if (proxied.rest.length > 0) onData(proxied.rest)
+      else socket.resume()
+    }
   }
 
   private drained: (() => void) | undefined
