@@ -6,7 +6,7 @@
  * time limit is refused: the caller logs the reason and closes, without a greeting.
  */
 import type net from 'node:net'
-import {CidrList, formatEndpoint, ProxyHeaderDecoder} from '../net/proxy-protocol.js'
+import {type CidrList, formatEndpoint, ProxyHeaderDecoder} from '../net/proxy-protocol.js'
 
 /** Who may send PROXY headers and how long to wait for one. */
 export interface ProxyPolicy {
