@@ -6,9 +6,10 @@
  * background. A recording failure (disk full, permissions) is reported as a warning and never touches delivery.
  */
 import {createHash, randomBytes} from 'node:crypto'
-import {createWriteStream, type WriteStream} from 'node:fs'
+import {constants, createWriteStream, type WriteStream} from 'node:fs'
 import {mkdir, rename, unlink} from 'node:fs/promises'
 import path from 'node:path'
+import {checkTrustedPath} from '../net/socket-file.js'
 import type {Path} from '../protocol/address.js'
 import type {Backend, DeliveryResult, Envelope, RecipientCheck, SessionInfo, Spool} from '../protocol/backend.js'
 import {type MailParams, parseCommand} from '../protocol/command.js'
@@ -35,6 +36,29 @@ export interface RecorderOptions {
    * when the recording disk is much slower than the spool disk; below it, the body copy never slows delivery.
    */
   maxBuffered?: number
+  /** The user the directory may belong to besides root (default: the running user; serve --user passes its). */
+  owner?: number
+}
+
+/** The recording directory (or its `bodies`) is one another user could have prepared; the message says which. */
+export class RecordDirError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'RecordDirError'
+  }
+}
+
+async function trustRecordDir(dir: string, owner: number | undefined): Promise<void> {
+  const problem = await checkTrustedPath(dir, 'directory', {uid: owner})
+  if (problem) throw new RecordDirError(problem)
+}
+
+/** Recording files are created, never reused: exclusive, and never through a symlink. */
+const RECORD_FILE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW
+
+/** Opens a new recording file (0600); fs.open takes numeric flags although the stream options are typed as text. */
+function createRecordFile(file: string): WriteStream {
+  return createWriteStream(file, {flags: RECORD_FILE_FLAGS as unknown as string, mode: 0o600})
 }
 
 /** Counters of what a recorder wrote. */
@@ -81,11 +105,19 @@ export class SessionRecorder {
     this.bodiesDir = path.join(dir, BODIES_DIR)
   }
 
-  /** Creates the directory (0700) and its bodies directory; throws when it cannot. */
+  /**
+   * Creates the directory (0700) and its bodies directory; throws when it cannot, and a {@link RecordDirError}
+   * when either is one another user could have prepared (see checkTrustedPath): bodies are written there,
+   * possibly as root, so a world-writable directory or a `bodies` symlink must never be followed.
+   */
   static async create(dir: string, options: RecorderOptions = {}): Promise<SessionRecorder> {
     const r = new SessionRecorder(path.resolve(dir), options)
     await mkdir(r.dir, {recursive: true, mode: 0o700})
-    await mkdir(r.bodiesDir, {recursive: true, mode: 0o700})
+    await trustRecordDir(r.dir, options.owner)
+    await mkdir(r.bodiesDir, {mode: 0o700}).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err
+    })
+    await trustRecordDir(r.bodiesDir, options.owner)
     return r
   }
 
@@ -242,7 +274,7 @@ export class SessionRecorder {
 
   private open(sessionId: string, at: number, peer: string, listener: string, transport: 'tcp' | 'unix'): void {
     const file = path.join(this.dir, `${compactTimestamp(at)}-${safeFileName(sessionId)}.jsonl`)
-    const out = createWriteStream(file, {flags: 'wx', mode: 0o600})
+    const out = createRecordFile(file)
     out.on('error', (err) => this.warn(`cannot write ${file}: ${err.message}`))
     const s: SessionState = {out, at}
     this.sessions.set(sessionId, s)
@@ -317,7 +349,7 @@ class TeeSpool implements Spool {
     private readonly transactionId: string,
   ) {
     this.tmp = recorder.tempBodyPath()
-    const copy = createWriteStream(this.tmp, {flags: 'wx', mode: 0o600})
+    const copy = createRecordFile(this.tmp)
     copy.on('error', (err) => {
       if (this.copy) recorder.warn(`cannot store a body (${err.message}); the transcript will lack it`)
       this.copy = undefined

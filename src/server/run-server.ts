@@ -11,7 +11,7 @@ import {MaildirBackend, type OverQuotaMode} from '../delivery/maildir-backend.js
 import {SPOOL_DIR} from '../delivery/mailbox.js'
 import type {Target} from '../net/target.js'
 import {EventBus} from '../protocol/events.js'
-import {SessionRecorder} from '../replay/recorder.js'
+import {RecordDirError, SessionRecorder} from '../replay/recorder.js'
 import {type EventsTarget, openEventFeed} from './event-feed.js'
 import {IdentityError, type Identity, dropPrivileges, parseOwner, resolveIdentity, runningAsRoot} from './identity.js'
 import {type LogFormat, attachLogger} from './logger.js'
@@ -257,14 +257,21 @@ async function checkMaildirWritable(root: string): Promise<void> {
 
 /**
  * Opens the session recorder of `--record DIR` (before the listeners, as the backend it wraps); a directory that
- * cannot be made is an I/O error (exit 74). With --user the directory is given to that user.
+ * cannot be made is an I/O error (exit 74), one another user could have prepared a configuration error (78). With
+ * --user the directory is given to that user.
  */
 async function openRecorder(dir: string, identity: Identity | undefined, warn: (message: string) => void): Promise<SessionRecorder> {
   try {
-    const recorder = await SessionRecorder.create(dir, {onWarning: warn})
+    const recorder = await SessionRecorder.create(dir, {onWarning: warn, owner: identity?.uid})
     if (identity) await chown(dir, identity.uid, identity.gid)
     return recorder
   } catch (err) {
+    if (err instanceof RecordDirError) {
+      throw new CliError(
+        `--record ${dir} is not safe to write into: ${err.message}; use a directory of your own (mode 0700, no symlinks), or fix its owner and mode`,
+        EXIT.config,
+      )
+    }
     throw new CliError(`cannot create the recording directory ${dir}: ${(err as Error).message}`, EXIT.ioErr)
   }
 }
