@@ -188,7 +188,7 @@ export async function startCyrus(options: CyrusOptions = {}): Promise<Cyrus> {
     await saslUser(saslDb, 'cyrus', adminPassword)
     await saslUser(saslDb, authUser, authPassword)
     await chown(saslDb, cyrusUser.uid, mailGid)
-    const [imapPort, lmtpPort, authPort] = [await freePort(), await freePort(), await freePort()]
+    const [imapPort, lmtpPort, authPort] = await distinctFreePorts(3)
     const confPath = join(dir.path, 'imapd.conf')
     const masterConf = join(dir.path, 'cyrus.conf')
     await writeFile(
@@ -290,6 +290,13 @@ export async function startCyrus(options: CyrusOptions = {}): Promise<Cyrus> {
       stop,
     }
   }
+}
+
+/** `n` free loopback ports, all different (two calls to freePort may return the same released port). */
+async function distinctFreePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>()
+  while (ports.size < n) ports.add(await freePort())
+  return [...ports]
 }
 
 /** Delivers one 2 KB message to `user` over the preauthorised socket: the one that crosses a 1 KB quota is stored. */
