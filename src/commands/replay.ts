@@ -1,5 +1,5 @@
 import {stat} from 'node:fs/promises'
-import {Args, Flags} from '@oclif/core'
+import {Args, Flags, type Interfaces} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {connectionFlags, connectionSettings, localHostName, serverFlag, targetFlag, timeoutFlag} from '../cli/connection-flags.js'
 import {CliError, EXIT} from '../cli/exit-codes.js'
@@ -90,44 +90,9 @@ sent; 76 the server broke the protocol (or, with --compare, a recipient's outcom
 
   async run(): Promise<ReplaySummary> {
     const {flags, argv} = await this.parse(Replay)
-    const sources = argv as string[]
     const target = targetFlag('--server', flags.server)
-    const to = flags.to?.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '')
-    const generateSize = flags.generate === undefined ? undefined : sizeFlag('--generate', flags.generate)
-    if (generateSize !== undefined) {
-      if (sources.length > 0) throw new CliError('give either SOURCEs or --generate, not both', EXIT.usage)
-      if (!to || to.length === 0) throw new CliError('--generate needs --to ADDR: who receives the generated messages', EXIT.usage)
-      if (generateSize < 1) throw new CliError('--generate SIZE must be at least 1 byte', EXIT.usage)
-    } else if (sources.length === 0) {
-      throw new CliError('give at least one SOURCE (transcripts, Maildir, mbox, .eml files), or --generate SIZE for load', EXIT.usage)
-    }
-    if (flags.compare && flags.to) throw new CliError('--compare needs the recorded envelope: drop --to', EXIT.usage)
-    if (flags.rate && flags.timing) throw new CliError('--rate and --timing original exclude each other', EXIT.usage)
-    if (flags.resume && (generateSize !== undefined || flags.loop)) {
-      throw new CliError('--resume keeps track of SOURCE messages sent once: it cannot be used with --generate or --loop', EXIT.usage)
-    }
-    const rate = flags.rate === undefined ? undefined : positive('--rate', flags.rate)
-    const speed = positive('--speed', flags.speed)
-    const durationMs = flags.duration === undefined ? undefined : durationFlag('--duration', flags.duration)
-    const reconnectForMs = durationFlag('--reconnect-for', flags['reconnect-for'])
-    if (flags.loop && flags.count === undefined && durationMs === undefined) {
-      throw new CliError('--loop needs --count N or --duration T to know when to stop', EXIT.usage)
-    }
-    for (const s of sources) {
-      try {
-        await stat(s)
-      } catch (err) {
-        throw new CliError(`cannot read SOURCE ${s}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`, EXIT.noInput)
-      }
-    }
-    const format = flags.format as SourceFormat
-    const from = flags.from
-    const input: ReplayOptions['input'] =
-      generateSize !== undefined
-        ? () => generateMessages({size: generateSize, from: from ?? `lmtp-replay@${localHostName()}`, to: to!})
-        : () => readSources(sources, {format, keepTrace: flags['keep-trace-headers']})
+    const plan = await planRun(flags, argv as string[])
     const connection = await connectionSettings(flags, target)
-    const timeoutMs = connection.timeoutMs ?? 60_000
     const journal = flags.resume === undefined ? undefined : await openJournal(flags.resume)
     const bar = new ProgressBar()
     const showProgress = flags.progress ?? bar.enabled
@@ -137,18 +102,10 @@ sent; 76 the server broke the protocol (or, with --compare, a recipient's outcom
     let summary: ReplaySummary
     try {
       summary = await runReplay({
-        input,
-        generated: generateSize !== undefined,
+        ...plan,
         target,
-        from: from ?? (generateSize !== undefined ? `lmtp-replay@${localHostName()}` : undefined),
-        to: to && to.length > 0 ? to : undefined,
         concurrency: flags.concurrency,
         messagesPerConnection: flags['messages-per-connection'],
-        rate,
-        originalTiming: flags.timing === 'original',
-        speed,
-        count: flags.count ?? (generateSize !== undefined && durationMs === undefined ? 1000 : undefined),
-        durationMs,
         loop: flags.loop,
         bdat: flags.bdat,
         pipelining: flags.pipelining,
@@ -160,13 +117,11 @@ sent; 76 the server broke the protocol (or, with --compare, a recipient's outcom
         reportFile: flags.report,
         journal,
         lhloName: connection.lhloName,
-        timeouts: uniformTimeouts(timeoutMs),
-        reconnectForMs,
+        timeouts: uniformTimeouts(connection.timeoutMs ?? 60_000),
         onProgress: showProgress ? (p) => bar.update(p) : undefined,
         signal: controller.signal,
       })
     } catch (err) {
-      if (err instanceof CliError) throw err
       const e = err as NodeJS.ErrnoException
       if (flags.report && e.path === flags.report) throw new CliError(`cannot write the report ${flags.report}: ${e.message}`, EXIT.ioErr)
       throw err
@@ -180,6 +135,59 @@ sent; 76 the server broke the protocol (or, with --compare, a recipient's outcom
     process.exitCode = summary.exitCode
     return summary
   }
+}
+
+/** What to send and when, from the flags and SOURCEs; every usage error is found here, before anything is sent. */
+async function planRun(
+  flags: Interfaces.InferredFlags<typeof Replay.flags>,
+  sources: string[],
+): Promise<Pick<ReplayOptions, 'input' | 'generated' | 'from' | 'to' | 'rate' | 'originalTiming' | 'speed' | 'count' | 'durationMs' | 'reconnectForMs'>> {
+  const to = flags.to?.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '')
+  const generateSize = flags.generate === undefined ? undefined : sizeFlag('--generate', flags.generate)
+  if (generateSize !== undefined) {
+    if (sources.length > 0) throw new CliError('give either SOURCEs or --generate, not both', EXIT.usage)
+    if (!to || to.length === 0) throw new CliError('--generate needs --to ADDR: who receives the generated messages', EXIT.usage)
+    if (generateSize < 1) throw new CliError('--generate SIZE must be at least 1 byte', EXIT.usage)
+  } else if (sources.length === 0) {
+    throw new CliError('give at least one SOURCE (transcripts, Maildir, mbox, .eml files), or --generate SIZE for load', EXIT.usage)
+  }
+  if (flags.compare && flags.to) throw new CliError('--compare needs the recorded envelope: drop --to', EXIT.usage)
+  if (flags.rate && flags.timing) throw new CliError('--rate and --timing original exclude each other', EXIT.usage)
+  if (flags.resume && (generateSize !== undefined || flags.loop)) {
+    throw new CliError('--resume keeps track of SOURCE messages sent once: it cannot be used with --generate or --loop', EXIT.usage)
+  }
+  const durationMs = flags.duration === undefined ? undefined : durationFlag('--duration', flags.duration)
+  if (flags.loop && flags.count === undefined && durationMs === undefined) {
+    throw new CliError('--loop needs --count N or --duration T to know when to stop', EXIT.usage)
+  }
+  const timing = {
+    rate: flags.rate === undefined ? undefined : positive('--rate', flags.rate),
+    originalTiming: flags.timing === 'original',
+    speed: positive('--speed', flags.speed),
+    durationMs,
+    reconnectForMs: durationFlag('--reconnect-for', flags['reconnect-for']),
+  }
+  const envelope = {to: to && to.length > 0 ? to : undefined}
+  if (generateSize !== undefined) {
+    const from = flags.from ?? `lmtp-replay@${localHostName()}`
+    return {
+      ...timing,
+      ...envelope,
+      from,
+      generated: true,
+      input: () => generateMessages({size: generateSize, from, to: to!}),
+      count: flags.count ?? (durationMs === undefined ? 1000 : undefined),
+    }
+  }
+  for (const s of sources) {
+    try {
+      await stat(s)
+    } catch (err) {
+      throw new CliError(`cannot read SOURCE ${s}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`, EXIT.noInput)
+    }
+  }
+  const format = flags.format as SourceFormat
+  return {...timing, ...envelope, from: flags.from, input: () => readSources(sources, {format, keepTrace: flags['keep-trace-headers']}), count: flags.count}
 }
 
 async function openJournal(file: string): Promise<ResumeJournal> {
