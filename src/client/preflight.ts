@@ -29,6 +29,28 @@ export interface PreflightInput {
   server: string
 }
 
+/** What the MAIL parameters depend on: the message's measured facts and the envelope. */
+export interface MessageFacts {
+  /** Octets of the message (after line-end normalisation). */
+  size: number
+  /** True when the message has octets above 127. */
+  has8bit: boolean
+}
+
+/**
+ * The MAIL parameters one message needs, decided per message from its content and what the server offers:
+ * SIZE when the server advertises SIZE, BODY=8BITMIME only for 8-bit content, SMTPUTF8 only for a non-ASCII
+ * address. Nothing more: some servers (GNU Mailutils lmtpd) refuse any MAIL parameter, so a 7-bit message with
+ * ASCII addresses to a server without SIZE goes with none. send and replay both decide with this.
+ */
+export function mailParamsFor(caps: Capabilities, message: MessageFacts, from: string, to: readonly string[]): MailParams {
+  const params: MailParams = {}
+  if (caps.size !== undefined) params.size = message.size
+  if (message.has8bit && caps.eightBitMime) params.body = '8BITMIME'
+  if (caps.smtputf8 && [from, ...to].some((a) => NON_ASCII.test(a))) params.smtputf8 = true
+  return params
+}
+
 /**
  * Checks the message and the envelope against what the server offers: 8-bit content needs 8BITMIME, a
  * non-ASCII address needs SMTPUTF8, and the message must fit the advertised SIZE.
@@ -36,24 +58,17 @@ export interface PreflightInput {
 export function preflight(input: PreflightInput): PreflightResult {
   const {capabilities: caps, message, server} = input
   const problems: string[] = []
-  const params: MailParams = {}
-  if (caps.size !== undefined) params.size = message.size
-  if (message.has8bit) {
-    if (caps.eightBitMime) params.body = '8BITMIME'
-    else {
-      problems.push(
-        `the message has 8-bit content but ${server} does not offer 8BITMIME: encode the non-ASCII parts as quoted-printable or base64, or send to a server that offers 8BITMIME`,
-      )
-    }
+  const params = mailParamsFor(caps, message, input.from, input.to)
+  if (message.has8bit && !caps.eightBitMime) {
+    problems.push(
+      `the message has 8-bit content but ${server} does not offer 8BITMIME: encode the non-ASCII parts as quoted-printable or base64, or send to a server that offers 8BITMIME`,
+    )
   }
   const utf8 = [input.from, ...input.to].filter((a) => NON_ASCII.test(a))
-  if (utf8.length > 0) {
-    if (caps.smtputf8) params.smtputf8 = true
-    else {
-      problems.push(
-        `${utf8.map((a) => `<${a}>`).join(', ')} ${utf8.length === 1 ? 'is' : 'are'} not ASCII but ${server} does not offer SMTPUTF8: use an ASCII address (an IDN domain can be written in punycode, xn--...)`,
-      )
-    }
+  if (utf8.length > 0 && !caps.smtputf8) {
+    problems.push(
+      `${utf8.map((a) => `<${a}>`).join(', ')} ${utf8.length === 1 ? 'is' : 'are'} not ASCII but ${server} does not offer SMTPUTF8: use an ASCII address (an IDN domain can be written in punycode, xn--...)`,
+    )
   }
   if (caps.size !== undefined && caps.size > 0 && message.size > caps.size) {
     problems.push(

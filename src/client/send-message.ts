@@ -237,6 +237,7 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
     chunkSize: options.chunkSize,
     pipelining: options.pipelining ?? true,
     verifyReplyCount: true,
+    lastInSession: true,
     onPhase: (phase) => {
       if (phase === 'body') note(`message body: ${info.size} octets${options.bdat ? ' in BDAT chunks' : ', dot-stuffed, ended by <CRLF>.<CRLF>'}`)
       else progress('message sent, waiting for the per-recipient replies')

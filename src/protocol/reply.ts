@@ -161,15 +161,27 @@ export class ReplyParser {
   }
 }
 
-/** Splits the enhanced status code off every line when the first line carries one of the right class. */
+/**
+ * Finds the enhanced status code and splits it off every line that carries it. RFC 2034 puts it on every line,
+ * but real servers put it on the first line only or on the last only (Cyrus lmtpd's 3-line unknown-user reply
+ * has `5.1.1` on the last), so every line is looked at: the first one whose first word is an enhanced code of the
+ * reply's class gives it.
+ */
 function splitEnhanced(code: number, lines: string[]): Reply {
-  const first = lines[0] ?? ''
-  const word = first.split(' ', 1)[0] ?? ''
-  const m = ENHANCED.exec(word)
-  if (!m || Number(m[1]) !== Math.floor(code / 100)) return {code, lines}
-  const enhanced = word
-  const stripped = lines.map((l) => (l === enhanced ? '' : l.startsWith(`${enhanced} `) ? l.slice(enhanced.length + 1) : l))
-  return {code, enhanced, lines: stripped}
+  const cls = Math.floor(code / 100)
+  let enhanced: string | undefined
+  for (const line of lines) {
+    const word = line.split(' ', 1)[0] ?? ''
+    const m = ENHANCED.exec(word)
+    if (m && Number(m[1]) === cls) {
+      enhanced = word
+      break
+    }
+  }
+  if (enhanced === undefined) return {code, lines}
+  const e = enhanced
+  const stripped = lines.map((l) => (l === e ? '' : l.startsWith(`${e} `) ? l.slice(e.length + 1) : l))
+  return {code, enhanced: e, lines: stripped}
 }
 
 /** Parses exactly one complete reply from a string (test and fixture helper). */

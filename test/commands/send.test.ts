@@ -291,7 +291,7 @@ describe('lmtp send against the scripted fake server', () => {
     C: DATA
     S: 354 go ahead
     C: <body>
-    C: LHLO *`
+    C: QUIT`
   const args = (target: string, ...more: string[]): string[] => [
     'send',
     '--server',
@@ -330,6 +330,78 @@ describe('lmtp send against the scripted fake server', () => {
     const run = await runCli(args(fake.target, '--timeout', '0.5'))
     expect(run.code).toBe(75)
     expect(run.stdout).toMatch(/no reply: no reply from the server for recipient 1 of 3 after the body within 0\.5s/)
+  })
+
+  test('a server that requires AUTH (Cyrus lmtpd without -a: 430 to MAIL): exit 78, says to use --auth', async () => {
+    fake = await startFakeServer([
+      ...greetAndLhlo(['PIPELINING', 'ENHANCEDSTATUSCODES', 'AUTH PLAIN LOGIN']),
+      ...parseScript(`
+        C: MAIL FROM:<ops@example.org>
+        C: RCPT TO:<a@example.com>
+        C: RCPT TO:<b@example.com>
+        C: RCPT TO:<c@example.com>
+        S: 430 Authentication required
+        S: 503 5.5.1 No recipients
+        S: 503 5.5.1 No recipients
+        S: 503 5.5.1 No recipients
+        C: RSET
+        S: 250 2.0.0 ok
+        C: QUIT
+        S: 221 2.0.0 bye`),
+    ])
+    const run = await runCli(args(fake.target))
+    expect(run.code).toBe(78)
+    expect(run.stdout).toMatch(/this server requires authentication: use --auth USER/)
+    expect((await fake.session(0)).errors).toEqual([])
+  })
+
+  test('--auth USER with the password from LMTP_AUTH_PASSWORD: AUTH PLAIN before MAIL, never shown in the transcript', async () => {
+    const token = Buffer.from('\0ops\0hunter2').toString('base64')
+    fake = await startFakeServer([
+      ...greetAndLhlo(['PIPELINING', 'ENHANCEDSTATUSCODES', 'AUTH PLAIN LOGIN']),
+      ...parseScript(`
+        C: AUTH PLAIN ${token}
+        S: 235 2.7.0 ok
+        C: MAIL FROM:<ops@example.org>
+        C: RCPT TO:<a@example.com>
+        S: 250 2.1.0 ok
+        S: 250 2.1.5 ok
+        C: DATA
+        S: 354 go
+        C: <body>
+        C: QUIT
+        S: 250 2.0.0 saved
+        S: 221 2.0.0 bye`),
+    ])
+    const run = await runCli(
+      ['send', '--server', fake.target, '--from', 'ops@example.org', '--to', 'a@example.com', '--auth', 'ops', '--transcript'],
+      {env: {LMTP_AUTH_PASSWORD: 'hunter2'}},
+    )
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/C: AUTH PLAIN <credentials>/)
+    expect(run.stdout).not.toContain(token)
+    expect(run.stdout).not.toContain('hunter2')
+    expect((await fake.session(0)).errors).toEqual([])
+  })
+
+  test('--auth refused by the server: exit 78 with the reply', async () => {
+    fake = await startFakeServer([...greetAndLhlo(['AUTH PLAIN']), ...parseScript('C: AUTH PLAIN *\nS: 535 5.7.8 bad credentials\n!stall')])
+    const run = await runCli(['send', '--server', fake.target, '--to', 'a@example.com', '--auth', 'ops'], {env: {LMTP_AUTH_PASSWORD: 'nope'}})
+    expect(run.code).toBe(78)
+    expect(run.stderr).toMatch(/AUTH PLAIN as "ops" was refused: 535 5\.7\.8 bad credentials/)
+  })
+
+  test('--auth to a server that does not offer AUTH: exit 69, says so', async () => {
+    fake = await startFakeServer([...greetAndLhlo(['PIPELINING']), ...parseScript('C: QUIT\nS: 221 bye')])
+    const run = await runCli(['send', '--server', fake.target, '--to', 'a@example.com', '--auth', 'ops'], {env: {LMTP_AUTH_PASSWORD: 'x'}})
+    expect(run.code).toBe(69)
+    expect(run.stderr).toMatch(/does not offer AUTH: drop --auth/)
+  })
+
+  test('--auth without a password: usage error, nothing is sent', async () => {
+    const run = await runCli(['send', '--server', '127.0.0.1:9', '--to', 'a@example.com', '--auth', 'ops'], {env: {LMTP_AUTH_PASSWORD: undefined}})
+    expect(run.code).toBe(64)
+    expect(run.stderr).toMatch(/--auth-password-file FILE or set LMTP_AUTH_PASSWORD/)
   })
 
   test('a server that never greets: exit 74, says it stalled and what to do', async () => {

@@ -55,6 +55,13 @@ const parseCases: ParseCase[] = [
   },
   {name: 'multi-line with the enhanced code on every line', input: '452-4.2.2 <bob@example.com>\r\n452 4.2.2 mailbox full\r\n', replies: [r(452, '4.2.2', '<bob@example.com>', 'mailbox full')]},
   {name: 'enhanced code on the first line only', input: '550-5.1.1 no such user\r\n550 try again later\r\n', replies: [r(550, '5.1.1', 'no such user', 'try again later')]},
+  {
+    name: 'enhanced code on the last line only (Cyrus lmtpd, unknown user)',
+    input: '550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown\r\n',
+    replies: [r(550, '5.1.1', 'Mailbox unknown.  Either there is no mailbox associated with this', 'name or you do not have authorization to see it.', 'User unknown')],
+  },
+  {name: 'enhanced code on a middle line only', input: '452-over quota\r\n452-4.2.2 mailbox full\r\n452 try later\r\n', replies: [r(452, '4.2.2', 'over quota', 'mailbox full', 'try later')]},
+  {name: 'a later line of the wrong class is not the code', input: '250-ok\r\n250 5.1.1 odd\r\n', replies: [r(250, undefined, 'ok', '5.1.1 odd')]},
   {name: 'enhanced code alone', input: '250 2.0.0\r\n', replies: [r(250, '2.0.0', '')]},
   {name: 'enhanced code alone on a continuation line', input: '250-2.0.0 a\r\n250 2.0.0\r\n', replies: [r(250, '2.0.0', 'a', '')]},
   {name: 'three-digit enhanced parts', input: '550 5.100.999 odd\r\n', replies: [r(550, '5.100.999', 'odd')]},
@@ -167,8 +174,8 @@ describe('formatReply', () => {
   test('round trip: parsing what formatReply wrote gives the reply back, in any chunking', () => {
     fc.assert(
       fc.property(replyArb, fc.array(fc.nat(), {maxLength: 5}), (value, cuts) => {
-        // Without an enhanced code, a first line that looks like one would be read as one: not a round trip.
-        fc.pre(value.enhanced !== undefined || !/^[245]\.\d{1,3}\.\d{1,3}( |$)/.test(value.lines[0]!))
+        // Without an enhanced code, any line that starts like one would be read as one: not a round trip.
+        fc.pre(value.enhanced !== undefined || !value.lines.some((l) => /^[245]\.\d{1,3}\.\d{1,3}( |$)/.test(l)))
         const wire = Buffer.from(formatReply(value))
         const points = [...new Set([0, ...cuts.map((n) => n % (wire.length + 1)), wire.length])].sort((a, b) => a - b)
         const chunks = points.slice(1).map((p, i) => wire.subarray(points[i]!, p))
