@@ -16,6 +16,9 @@ export interface ObservedReply {
   afterLhlo: boolean
 }
 
+/** How a wait for replies ended: the QUIT's 221 came, or the connection closed, went silent or sent garbage. */
+export type RepliesEnd = 'quit' | 'closed' | 'timeout' | 'garbage'
+
 /** Why a read ended without a reply. */
 export class ProbeReadError extends Error {
   constructor(
@@ -36,8 +39,8 @@ export class ProbeConnection {
   private failure: ProbeReadError | undefined
   private lhloDone = false
   private detach: () => void = () => {}
-  /** The LHLO reply lines of this connection (for recognising a pipelined LHLO used as a marker). */
-  lhloLines: string[] | undefined
+  /** True once QUIT was written (quit() then only waits for the close). */
+  private quitSent = false
   /**
    * Set when the server is expected to answer out of step (smuggling, BDAT LAST with no recipient): replies
    * are then not passed to the observer, whose command labels would be wrong.
@@ -83,10 +86,7 @@ export class ProbeConnection {
     const command = this.labels.shift() ?? '?'
     if (!this.quiet) this.observe({command, reply: r, afterLhlo: this.lhloDone})
     const verb = command.split(' ', 1)[0]!.toUpperCase()
-    if (verb === 'LHLO' && r.code === 250 && !this.quiet) {
-      this.lhloDone = true
-      this.lhloLines = r.lines
-    }
+    if (verb === 'LHLO' && r.code === 250 && !this.quiet) this.lhloDone = true
     if (verb === 'STARTTLS' && r.code === 220) this.lhloDone = false
     const w = this.waiter
     if (w) {
@@ -152,27 +152,26 @@ export class ProbeConnection {
     return this.read()
   }
 
-  /** True when `r` is this connection's LHLO reply again (a pipelined LHLO used as an end marker). */
-  isLhloReply(r: Reply): boolean {
-    const expect = this.lhloLines
-    if (!expect || r.code !== 250 || r.lines.length !== expect.length || r.lines.length < 2) return false
-    return r.lines.slice(1).every((l, i) => l === expect[i + 1])
-  }
-
   /**
-   * Reads replies until the LHLO marker reply (which is not included), the connection closes, or a read times
-   * out. Returns what came before the marker and how the wait ended.
+   * Writes `data` followed by a pipelined QUIT, then reads every reply up to the QUIT's 221, which no command
+   * before it can produce: so the replies to `data` are counted exactly, whatever the server puts in its free
+   * text, and a correct server is never waited on for a timeout. Ends early when the connection closes or a read
+   * times out (a server still reading a body that never ended for it). The session is over afterwards.
    */
-  async readUntilLhlo(max = 50): Promise<{replies: Reply[]; end: 'marker' | 'closed' | 'timeout' | 'garbage'}> {
+  async writeThenQuit(data: string | Buffer, max = 50): Promise<{replies: Reply[]; end: RepliesEnd}> {
+    this.quiet = true
+    this.write(data)
+    this.write('QUIT\r\n')
+    this.quitSent = true
     const replies: Reply[] = []
     for (let i = 0; i < max; i++) {
       let r: Reply
       try {
         r = await this.read()
       } catch (err) {
-        return {replies, end: (err as ProbeReadError).kind ?? 'closed'}
+        return {replies, end: err instanceof ProbeReadError ? err.kind : 'closed'}
       }
-      if (this.isLhloReply(r)) return {replies, end: 'marker'}
+      if (r.code === 221) return {replies, end: 'quit'}
       replies.push(r)
     }
     return {replies, end: 'timeout'}
@@ -184,13 +183,12 @@ export class ProbeConnection {
     const secure = await wrap(this.stream)
     this.stream = secure
     this.attach(secure)
-    this.lhloLines = undefined
     return secure
   }
 
   /** Sends QUIT without waiting long, then closes. */
   async quit(): Promise<void> {
-    if (!this.closed) {
+    if (!this.closed && !this.quitSent) {
       this.write('QUIT\r\n', ['QUIT'])
       await this.tryRead(Math.min(this.timeoutMs, 2000))
     }

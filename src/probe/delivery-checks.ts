@@ -7,7 +7,9 @@
 import {randomBytes} from 'node:crypto'
 import type {TransactionResult} from '../protocol/client.js'
 import {type Reply, describeReply} from '../protocol/reply.js'
+import type {RepliesEnd} from './connection.js'
 import {type Check, type CheckContext, type CheckVerdict, verdict} from './context.js'
+import {dovecotNote} from './session-checks.js'
 
 /** A small test message (CRLF line ends) whose Subject says what it is for. */
 export function probeMessage(ctx: CheckContext, purpose: string, bodyLines: string[]): string {
@@ -146,19 +148,17 @@ const bdatNoRecipients: Check = {
     try {
       const mail = await c.command('MAIL FROM:<>')
       if (mail.code !== 250) return verdict.skip(`MAIL FROM:<> was refused: "${describeReply(mail)}"`)
-      // No RCPT at all: zero successful recipients. A NOOP and an LHLO (the end marker) follow at once; the
-      // NOOP's reply must be the first thing that comes back.
-      c.quiet = true
-      c.write(`BDAT 7 LAST\r\nprobe\r\nNOOP\r\nLHLO ${ctx.options.lhloName}\r\n`)
-      const {replies, end} = await c.readUntilLhlo()
-      if (end !== 'marker') return verdict.fail(`the pipelined NOOP and LHLO got no complete answer (${end}); replies seen: ${replies.map(describeReply).join(' | ') || 'none'}`)
+      // No RCPT at all: zero successful recipients. A NOOP and a QUIT follow at once; the NOOP's reply must be
+      // the only thing before the QUIT's 221.
+      const {replies, end} = await c.writeThenQuit('BDAT 7 LAST\r\nprobe\r\nNOOP\r\n')
+      if (end !== 'quit') return verdict.fail(`the pipelined NOOP and QUIT got no complete answer (${end}); replies seen: ${replies.map(describeReply).join(' | ') || 'none'}`)
       if (replies.length === 1) return verdict.pass(`no reply to BDAT LAST; the NOOP's reply came first ("${describeReply(replies[0]!)}")`)
       if (replies.length === 0) return verdict.fail('not even the NOOP was answered')
       const first = replies[0]!
       if (first.code >= 200 && first.code < 300) {
         return verdict.fail(`BDAT LAST with no recipient got "${describeReply(first)}": a success for a message that goes nowhere`)
       }
-      return verdict.warn(`BDAT LAST with no recipient got "${describeReply(first)}" before the NOOP's reply; RFC 2033 says zero replies, so a client that pipelines BDAT LAST after refused RCPTs gets one reply too many (Dovecot answers 503 here)`)
+      return verdict.warn(`BDAT LAST with no recipient got "${describeReply(first)}" before the NOOP's reply; RFC 2033 says zero replies, so a client that pipelines BDAT LAST after refused RCPTs gets one reply too many${dovecotNote(ctx, ' (Dovecot answers 503 here)')}`)
     } finally {
       await c.quit()
     }
@@ -172,14 +172,21 @@ export const SMUGGLING_VARIANTS: {id: string; name: string; bytes: string}[] = [
   {id: 'lf-dot-crlf', name: '<LF>.<CR><LF>', bytes: '\n.\r\n'},
 ]
 
-/** What the server's replies to a smuggling attempt mean. */
-export function judgeSmuggling(name: string, replies: Reply[], end: 'marker' | 'closed' | 'timeout' | 'garbage'): CheckVerdict {
+/**
+ * When a smuggling failure matters: only a client that writes bare line ends can exploit it. Postfix's LMTP
+ * client writes every line with CRLF and dot-stuffs it, so behind Postfix the bytes never arrive as sent.
+ */
+export const SMUGGLING_UPSTREAM_NOTE =
+  'closed upstream when Postfix is the only client: Postfix rewrites every line end to <CR><LF> and dot-stuffs before LMTP, so bare line ends never reach this server; it stays open to anything else that can connect here (scripts, other MTAs, fetchmail)'
+
+/** What the server's replies to a smuggling attempt (the replies before the pipelined QUIT's 221) mean. */
+export function judgeSmuggling(name: string, replies: Reply[], end: RepliesEnd): CheckVerdict {
   const seen = replies.map((r) => String(r.code)).join(', ')
   if (replies.length > 1 || replies.some((r) => r.code === 354)) {
     const last = replies.at(-1)?.code ?? 0
     const second = replies.some((r) => r.code === 354) && last >= 200 && last < 300
     return verdict.fail(
-      `the server ended the message at ${name} and ran the injected commands as a new transaction (replies ${seen}${second ? '; a second, forged message was delivered' : ''}): SMTP smuggling; only <CR><LF>.<CR><LF> may end the data`,
+      `the server ended the message at ${name} and ran the injected commands as a new transaction (replies ${seen}${second ? '; a second, forged message was delivered' : ''}): SMTP smuggling; only <CR><LF>.<CR><LF> may end the data. The risk is ${SMUGGLING_UPSTREAM_NOTE}`,
     )
   }
   if (replies.length === 1) {
@@ -187,7 +194,7 @@ export function judgeSmuggling(name: string, replies: Reply[], end: 'marker' | '
     if (r.code >= 200 && r.code < 300) return verdict.pass(`one reply for the whole body ("${describeReply(r)}"): ${name} did not end the message`)
     return verdict.pass(`the message was refused as a whole ("${describeReply(r)}"), nothing was injected`)
   }
-  if (end === 'closed') return verdict.warn(`the server closed the connection without answering the message (nothing was injected, but no reply either)`)
+  if (end === 'closed' || end === 'quit') return verdict.warn(`the server ${end === 'quit' ? 'answered QUIT' : 'closed the connection'} without answering the message (nothing was injected, but no reply either)`)
   return verdict.fail(`no reply after the real end of data (${end}): the server may still be reading, or lost track of the body`)
 }
 
@@ -216,9 +223,7 @@ function smugglingCheck(v: {id: string; name: string; bytes: string}): Check {
           '',
           'If this arrived as a message of its own, the server is open to SMTP smuggling.',
         ].join('\r\n')
-        c.quiet = true
-        c.write(`${head}${v.bytes}${injected}\r\n.\r\nLHLO ${ctx.options.lhloName}\r\n`)
-        const {replies, end} = await c.readUntilLhlo()
+        const {replies, end} = await c.writeThenQuit(`${head}${v.bytes}${injected}\r\n.\r\n`)
         return judgeSmuggling(v.name, replies, end)
       } finally {
         await c.quit()

@@ -16,6 +16,16 @@ export function envelopeRecipient(ctx: CheckContext): string {
 
 const is2xx = (r: Reply): boolean => r.code >= 200 && r.code < 300
 
+/** True when the greeting says the server is Dovecot (comparisons with Dovecot are then left out). */
+export function isDovecot(ctx: Pick<CheckContext, 'greeting'>): boolean {
+  return /\bDovecot\b/i.test(ctx.greeting.text)
+}
+
+/** `note` (a comparison with Dovecot, which operators know), or '' when the server probed is Dovecot. */
+export function dovecotNote(ctx: Pick<CheckContext, 'greeting'>, note: string): string {
+  return isDovecot(ctx) ? '' : note
+}
+
 /** Runs `fn` on a fresh connection and always closes it. */
 async function withConnection<T>(ctx: CheckContext, lhlo: boolean, fn: (c: ProbeConnection) => Promise<T>): Promise<T> {
   const c = await ctx.open({lhlo})
@@ -165,7 +175,7 @@ export const commandChecks: Check[] = [
         if (r.code === 503) return verdict.pass(`"${describeReply(r)}"`)
         if (is2xx(r)) {
           await c.command('RSET')
-          return verdict.warn(`accepted: "${describeReply(r)}" (Dovecot does this too); harmless for MTAs, which always send LHLO first, but the server skips the handshake that negotiates extensions`)
+          return verdict.warn(`accepted: "${describeReply(r)}"${dovecotNote(ctx, ' (Dovecot does this too)')}; harmless for MTAs, which always send LHLO first, but the server skips the handshake that negotiates extensions`)
         }
         return verdict.warn(`"${describeReply(r)}": refused, but 503 (bad sequence) is the expected code`)
       }),
@@ -267,23 +277,61 @@ export const commandChecks: Check[] = [
             return verdict.fail(`${replies.length} of ${batch.length} replies to one pipelined batch, then ${(err as Error).message}`)
           }
         }
-        const seen = replies.map((r) => r.code).join(', ')
-        // Expected: MAIL ok, nested MAIL refused, RCPT (either), NOOP ok, RSET ok.
-        const inOrder = is2xx(replies[0]!) && replies[1]!.code >= 500 && is2xx(replies[3]!) && is2xx(replies[4]!)
-        if (!inOrder) {
-          return verdict.fail(`replies ${seen} to MAIL, MAIL (nested), RCPT, NOOP, RSET: expected 2xx, 5xx, any, 2xx, 2xx in that order`)
-        }
-        return verdict.pass(`${batch.length} replies in order: ${seen}`)
+        return judgePipelinedOrder(batch, replies)
       })
     },
   },
 ]
 
-/** Whether a reply's first word looks like an enhanced status code (any class). */
+/** The RFC 3463 subject.detail of a reply's enhanced code (`1.5` for 2.1.5), if it has one. */
+const subjectOf = (r: Reply): string | undefined => r.enhanced?.slice(2)
+
+/**
+ * Whether pipelined replies came in order, judged by which command each reply could answer in the state the
+ * earlier replies left the session in, never by expecting success: a refused MAIL (AUTH required, a policy) or
+ * an unimplemented NOOP still answers its own command. A reply is out of place when no command in its slot can
+ * produce it: 3xx (nothing here asks for data), 221, a 2xx to a nested MAIL or to RCPT with no MAIL open, or a
+ * 2xx whose enhanced code names the other address (X.1.5 recipient on MAIL, X.1.0 sender on RCPT).
+ */
+export function judgePipelinedOrder(commands: string[], replies: Reply[]): CheckVerdict {
+  let mailOpen = false
+  const refused: string[] = []
+  for (const [i, cmd] of commands.entries()) {
+    const r = replies[i]!
+    const verb = cmd.split(/[ :]/, 1)[0]!.toUpperCase()
+    const ok = is2xx(r)
+    const nested = verb === 'MAIL' && mailOpen
+    let misfit: string | undefined
+    if (r.code < 200 || (r.code >= 300 && r.code < 400) || r.code === 221) misfit = `${r.code} answers none of these commands`
+    else if (nested && ok) misfit = 'a second MAIL accepted inside a transaction'
+    else if (verb === 'MAIL' && ok && subjectOf(r) === '1.5') misfit = 'a recipient code (X.1.5) on MAIL'
+    else if (verb === 'RCPT' && ok && !mailOpen) misfit = 'RCPT accepted with no MAIL accepted before it'
+    else if (verb === 'RCPT' && ok && subjectOf(r) === '1.0') misfit = 'a sender code (X.1.0) on RCPT'
+    if (misfit) {
+      const seen = replies.map((x) => x.code).join(', ')
+      return verdict.fail(`replies ${seen} to ${commands.join(', ')}: reply ${i + 1} ("${describeReply(r)}") cannot answer ${cmd} (${misfit}): replies out of order, or a broken session state`)
+    }
+    if (verb === 'MAIL' && ok) mailOpen = true
+    if (verb === 'RSET' && ok) mailOpen = false
+    if (!ok && !nested) refused.push(`${cmd} -> ${r.code}`)
+  }
+  const seen = replies.map((r) => r.code).join(', ')
+  const note = refused.length > 0 ? ` (judged by which command each reply can answer; refused: ${refused.join(', ')})` : ''
+  return verdict.pass(`${replies.length} replies in order: ${seen}${note}`)
+}
+
+/**
+ * The enhanced status code of a reply, of any class: the parser's (read from every line of a multi-line reply),
+ * else the first word of any line that looks like one (a code of the wrong class, which the parser leaves in the
+ * text).
+ */
 function leadingCode(r: Reply): string | undefined {
   if (r.enhanced) return r.enhanced
-  const word = (r.lines[0] ?? '').split(' ', 1)[0] ?? ''
-  return /^\d\.\d{1,3}\.\d{1,3}$/.test(word) ? word : undefined
+  for (const line of r.lines) {
+    const word = line.split(' ', 1)[0] ?? ''
+    if (/^\d\.\d{1,3}\.\d{1,3}$/.test(word)) return word
+  }
+  return undefined
 }
 
 /** Judges every reply the other checks saw: enhanced codes present after LHLO, and of the reply's class. */
