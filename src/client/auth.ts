@@ -52,7 +52,7 @@ export class AuthError extends Error {
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
 
 /** Authenticates with the first mechanism both sides speak; resolves with the 235 reply, else throws AuthError. */
-export async function authenticate(client: LmtpClient, caps: Capabilities, cred: AuthCredentials): Promise<Reply> {
+export async function authenticate(client: Pick<LmtpClient, 'exchange'>, caps: Capabilities, cred: AuthCredentials): Promise<Reply> {
   const offered = authMechanisms(caps) ?? []
   const mechanism = cred.mechanism ?? AUTH_MECHANISMS.find((m) => offered.includes(m))
   if (!mechanism || (cred.mechanism && !offered.includes(cred.mechanism))) {

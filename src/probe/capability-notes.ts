@@ -44,22 +44,3 @@ export function explainCapability(keywordLine: string): CapabilityInfo {
   return {keyword, params, meaning: meaning ?? 'not a keyword lmtp knows (a private or newer extension)'}
 }
 
-/**
- * Splits the lines of an LHLO reply after the server's name into capability lines and free text. A capability
- * line starts with a keyword (RFC 5321 ehlo-keyword) written the way every registered one is, in upper case, or
- * with a keyword lmtp knows in any case; anything else is the server talking (Cyrus ends with
- * `Ok SESSIONID=<...>`, an id that changes per transaction), which is not an extension a client may use.
- */
-export function splitLhloLines(lines: string[]): {keywords: string[]; freeText: string[]} {
-  const keywords: string[] = []
-  const freeText: string[] = []
-  for (const raw of lines) {
-    const line = raw.trim()
-    if (line === '') continue
-    const word = line.split(/\s+/, 1)[0]!
-    const known = word.toUpperCase() in NOTES || /^SIZE$/i.test(word)
-    if (known || /^[A-Z0-9][A-Z0-9-]*$/.test(word)) keywords.push(line)
-    else freeText.push(line)
-  }
-  return {keywords, freeText}
-}

@@ -146,6 +146,12 @@ export class ProbeConnection {
     }
   }
 
+  /** Sends one line (CRLF added), labelled `shown` (credentials never reach the observer), and reads its reply. */
+  async exchange(line: string, shown: string): Promise<Reply> {
+    this.write(`${line}\r\n`, [shown])
+    return this.read()
+  }
+
   /** Sends one command line (CRLF added) and reads its reply. */
   async command(line: string): Promise<Reply> {
     this.write(`${line}\r\n`, [line])

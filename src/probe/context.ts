@@ -5,26 +5,34 @@
 import type {Capabilities} from '../protocol/capabilities.js'
 import type {LmtpClient} from '../protocol/client.js'
 import type {ObservedReply, ProbeConnection} from './connection.js'
-import type {CheckStatus, ProbeOptions, TlsInfo} from './types.js'
+import type {AuthInfo, CheckStatus, ProbeOptions, TlsInfo} from './types.js'
 
 /** Options with their defaults filled in. */
-export type ResolvedOptions = Required<Omit<ProbeOptions, 'onCheck' | 'now'>>
+export type ResolvedOptions = Required<Omit<ProbeOptions, 'onCheck' | 'now' | 'tlsCa' | 'auth' | 'checks'>> &
+  Pick<ProbeOptions, 'tlsCa' | 'auth'>
 
 /** The environment of one check. */
 export interface CheckContext {
   options: ResolvedOptions
   /** Capabilities from the main session (after STARTTLS when TLS was used). */
   capabilities: Capabilities
-  /** The LHLO keyword lines of the main session before any STARTTLS (what a plaintext client sees). */
-  plainKeywords: string[]
+  /** Capabilities advertised inside TLS, when a TLS session was opened (STARTTLS must no longer be there). */
+  tlsCapabilities?: Capabilities
+  /** LMTP AUTH as the main session saw it. */
+  auth: AuthInfo
   /** The greeting of the main session. */
   greeting: {code: number; text: string; ms: number}
   tls?: TlsInfo
   /** True when the checks run over TLS (--starttls and the upgrade worked). */
   overTls: boolean
-  /** A fresh connection, greeted; upgraded when the checks run over TLS; LHLO sent when `lhlo` is true. */
+  /**
+   * A fresh raw connection, greeted; upgraded when the checks run over TLS; with `lhlo`, LHLO sent and (with
+   * --auth) authenticated. Without `lhlo` it is in the state before LHLO, never authenticated.
+   */
   open(options?: {lhlo?: boolean}): Promise<ProbeConnection>
-  /** A fresh protocol client after LHLO (and STARTTLS when the checks run over TLS). */
+  /** AUTH on a raw connection after its LHLO, when --auth was given (else nothing). */
+  authenticate(c: ProbeConnection): Promise<void>
+  /** A fresh protocol client through openSession (STARTTLS when the checks run over TLS, AUTH with --auth). */
   openClient(): Promise<LmtpClient>
   /** Every reply seen by the checks so far (the enhanced-status-code check reads it). */
   observed: ObservedReply[]

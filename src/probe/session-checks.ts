@@ -2,6 +2,7 @@
  * The non-destructive checks: what the server advertises and how it answers commands in every state. None of
  * them sends a message body; the envelope ones use a null sender and end with RSET.
  */
+import {requiresAuth} from '../client/outcome.js'
 import {type Reply, describeReply} from '../protocol/reply.js'
 import type {ProbeConnection} from './connection.js'
 import {type Check, type CheckContext, type CheckVerdict, verdict} from './context.js'
@@ -10,7 +11,7 @@ const GREETING_SLOW_MS = 5000
 const CERT_EXPIRY_WARN_DAYS = 14
 
 /** The recipient used for envelope checks: the first --deliver-to mailbox, or `postmaster` (always valid). */
-export function envelopeRecipient(ctx: CheckContext): string {
+export function envelopeRecipient(ctx: Pick<CheckContext, 'options'>): string {
   return ctx.options.deliverTo[0] ?? 'postmaster'
 }
 
@@ -117,7 +118,7 @@ export const factChecks: Check[] = [
       }
       if (!t.established) return verdict.fail(`offered, but the upgrade failed: ${t.error ?? 'unknown error'}`)
       const seen = `${t.protocol ?? '?'} ${t.cipher ?? '?'}, handshake ${t.handshakeMs ?? '?'} ms`
-      if (ctx.capabilities.startTls) {
+      if (ctx.tlsCapabilities?.startTls) {
         return verdict.fail(`${seen}; but STARTTLS is still advertised inside TLS (the session state was not reset)`)
       }
       return verdict.pass(`${seen}; STARTTLS no longer advertised afterwards`)
@@ -143,6 +144,25 @@ export const factChecks: Check[] = [
     },
   },
 ]
+
+/** Whether the server requires LMTP AUTH, and whether the checks ran authenticated. */
+export const authCheck: Check = {
+  id: 'auth',
+  title: 'Transactions allowed (LMTP AUTH)',
+  rfc: 'RFC 4954 §4, §6',
+  async run(ctx) {
+    const a = ctx.auth
+    const offered = a.mechanisms.length > 0 ? `AUTH ${a.mechanisms.join(' ')} offered` : 'AUTH not offered'
+    if (a.error) return verdict.fail(`${a.error}; the other checks ran without authentication`)
+    if (a.user) return verdict.pass(`${offered}; the checks ran authenticated as ${a.user}`)
+    if (a.required) {
+      return verdict.warn(
+        `the server requires authentication: MAIL FROM:<> was refused until AUTH, so the checks that need a transaction were skipped or judged unauthenticated; an MTA in front must authenticate too (Postfix: lmtp_sasl_auth_enable). Next: run probe again with --auth USER (password from --auth-password-file FILE or $LMTP_AUTH_PASSWORD)`,
+      )
+    }
+    return a.mechanisms.length > 0 ? verdict.pass(`${offered}, not required`) : verdict.skip(`${offered} (normal: an LMTP server trusts its network or socket)`)
+  },
+}
 
 /** HELO or EHLO on a fresh connection: any 2xx is a failure. */
 function heloCheck(verb: 'HELO' | 'EHLO'): Check {
@@ -173,6 +193,7 @@ export const commandChecks: Check[] = [
       withConnection(ctx, false, async (c) => {
         const r = await c.command('MAIL FROM:<>')
         if (r.code === 503) return verdict.pass(`"${describeReply(r)}"`)
+        if (requiresAuth(r)) return verdict.pass(`"${describeReply(r)}": refused, authentication comes first on this server`)
         if (is2xx(r)) {
           await c.command('RSET')
           return verdict.warn(`accepted: "${describeReply(r)}"${dovecotNote(ctx, ' (Dovecot does this too)')}; harmless for MTAs, which always send LHLO first, but the server skips the handshake that negotiates extensions`)
@@ -214,6 +235,7 @@ export const commandChecks: Check[] = [
         await probe('the greeting', 'RSET')
         const lhlo = await c.command(`LHLO ${ctx.options.lhloName}`)
         if (lhlo.code !== 250) return verdict.fail(`LHLO refused on a fresh connection: "${describeReply(lhlo)}"`)
+        await ctx.authenticate(c)
         await probe('LHLO', 'NOOP')
         await probe('LHLO', 'RSET')
         const mail = await c.command('MAIL FROM:<>')

@@ -2,6 +2,7 @@
  * The shape of a probe: what the caller asks for (ProbeOptions) and what comes back (ProbeReport). The report
  * is the `--json` output of `lmtp probe`, so its fields are a contract with scripts: add, don't rename.
  */
+import type {AuthCredentials} from '../client/auth.js'
 import type {Target} from '../net/target.js'
 
 /** Outcome of one conformance check: fail for a MUST, warn for a SHOULD or a common deviation. */
@@ -83,14 +84,33 @@ export interface ProbeReport {
   error?: string
   connectMs?: number
   greeting?: {code: number; enhanced?: string; text: string; ms: number}
-  /** The LHLO reply: the server's name and its capabilities. */
-  lhlo?: {name: string; serverName: string; ms: number; capabilities: CapabilityInfo[]}
+  /**
+   * The LHLO reply: the server's name, its capabilities (keyword lines only) and any free text it added
+   * (Cyrus: `Ok SESSIONID=<...>`), which is not a capability.
+   */
+  lhlo?: {name: string; serverName: string; ms: number; capabilities: CapabilityInfo[]; freeText?: string[]}
+  /** What the probe concluded about the protocol spoken: `smtp` when an SMTP server answered instead. */
+  speaks?: 'lmtp' | 'smtp'
+  /** LMTP AUTH: what the server offers, whether it requires it, and whether the probe authenticated. */
+  auth?: AuthInfo
   tls?: TlsInfo
   latency: CommandLatency[]
   checks: CheckResult[]
   summary: Record<CheckStatus, number>
   /** 0: no failure; 76: a conformance failure; 69: unreachable. */
   exitCode: 0 | 69 | 76
+}
+
+/** LMTP AUTH as the probe saw it. */
+export interface AuthInfo {
+  /** The mechanisms advertised (empty when AUTH is not offered). */
+  mechanisms: string[]
+  /** True when MAIL was refused because the session was not authenticated. */
+  required: boolean
+  /** The user the checks ran as, when --auth succeeded. */
+  user?: string
+  /** Why AUTH failed, when it was tried. */
+  error?: string
 }
 
 /** What to probe and how. */
@@ -100,6 +120,12 @@ export interface ProbeOptions {
   starttls?: boolean
   /** Accept a certificate that does not verify (reported as a warning instead of a failure). */
   tlsInsecure?: boolean
+  /** CA certificates (PEM) to verify the server's certificate with, instead of the system's. */
+  tlsCa?: Buffer
+  /** LMTP AUTH: every session of the checks authenticates with these. */
+  auth?: AuthCredentials
+  /** The ids of the checks to report (default: all); see CHECK_IDS. */
+  checks?: string[]
   /** Real mailboxes: enables the checks that deliver test messages. */
   deliverTo?: string[]
   /** Per-reply timeout in milliseconds (default 10 000). */

@@ -25,6 +25,26 @@ export interface Capabilities {
   dsn: boolean
   /** Every keyword as advertised, upper-cased, with its parameters (e.g. `SIZE 52428800`). */
   keywords: string[]
+  /** The server's name: the first word of the reply's first line. */
+  serverName?: string
+  /** Lines that are not keyword lines but the server talking (Cyrus: `Ok SESSIONID=<...>`); never capabilities. */
+  freeText?: string[]
+}
+
+/** The keywords parseCapabilities understands (recognised in any case). */
+const UNDERSTOOD = new Set(['PIPELINING', 'ENHANCEDSTATUSCODES', '8BITMIME', 'SIZE', 'CHUNKING', 'BINARYMIME', 'SMTPUTF8', 'STARTTLS', 'DSN', 'AUTH'])
+
+/**
+ * True when an LHLO line (after the name line) is a keyword line: its first word is an ehlo-keyword (RFC 5321
+ * section 4.1.1.1; `AUTH=...` legacy form included) written in upper case as every registered one is, or a
+ * keyword understood here in any case. Anything else (`Ok SESSIONID=<...>`, whose id changes per transaction)
+ * is free text from the server, not an extension a client may use.
+ */
+export function isKeywordLine(line: string): boolean {
+  const word = line.trim().split(/\s+/, 1)[0] ?? ''
+  const keyword = word.split('=', 1)[0]!
+  if (!/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(keyword)) return false
+  return keyword === keyword.toUpperCase() || UNDERSTOOD.has(keyword.toUpperCase())
 }
 
 /** The LHLO reply lines (after the host name line) for a server with these limits. */
@@ -46,10 +66,16 @@ export function parseCapabilities(lines: string[]): Capabilities {
     startTls: false,
     dsn: false,
     keywords: [],
+    serverName: (lines[0] ?? '').trim().split(/\s+/, 1)[0] ?? '',
+    freeText: [],
   }
   for (const raw of lines.slice(1)) {
     const line = raw.trim()
     if (line === '') continue
+    if (!isKeywordLine(line)) {
+      caps.freeText!.push(line)
+      continue
+    }
     const [keyword = '', ...params] = line.split(/\s+/)
     const kw = keyword.toUpperCase()
     caps.keywords.push([kw, ...params].join(' '))

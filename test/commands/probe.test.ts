@@ -27,13 +27,16 @@ describe('against lmtp serve', () => {
     await serve.stop()
   })
 
-  test('non-destructive: exit 0, tables without colour, every check passes or is skipped for a reason', async () => {
+  test('non-destructive, piped: exit 0, plain lines without colour or borders, one per check', async () => {
     const run = await runProbeCli([serve.tcp, '--lhlo', 'probe.test'])
     expect(run.code).toBe(0)
     expect(run.stdout).not.toMatch(ANSI)
+    expect(run.stdout).not.toMatch(/[│┌└]/)
     expect(run.stdout).toMatch(/^lmtp probe 127\.0\.0\.1:\d+$/m)
-    expect(run.stdout).toMatch(/SIZE 52428800\s+│ messages up to 50 MB \(52428800 octets\)/)
-    expect(run.stdout).toMatch(/MAIL FROM:<>\s+│ 250 2\.1\.0 sender ok/)
+    expect(run.stdout).toMatch(/^capability SIZE 52428800: messages up to 50 MB \(52428800 octets\) are accepted/m)
+    expect(run.stdout).toMatch(/^latency MAIL FROM:<> -> 250 2\.1\.0 sender ok \(\d+(\.\d)? ms\)$/m)
+    expect(run.stdout).toMatch(/^pass {2}helo-refused +HELO not accepted \(RFC 2033 §4\.1\): "500 /m)
+    expect(run.stdout).toMatch(/^skip {2}auth +Transactions allowed \(LMTP AUTH\)/m)
     expect(run.stdout).toMatch(/0 fail, \d+ skip in \d+ ms: no conformance failure \(exit 0\)$/m)
     // Nothing was delivered without --deliver-to.
     expect(await serve.delivered('postmaster@mx.test')).toEqual([])
@@ -45,7 +48,7 @@ describe('against lmtp serve', () => {
     const report = reportOf(run)
     expect(report.exitCode).toBe(0)
     const notPassed = report.checks.filter((c) => c.status !== 'pass').map((c) => `${c.id}: ${c.status}`)
-    expect(notPassed).toEqual(['starttls: skip', 'tls-certificate: skip'])
+    expect(notPassed).toEqual(['starttls: skip', 'tls-certificate: skip', 'auth: skip'])
     expect(statuses(report)).toMatchObject({'reply-per-recipient': 'pass', bdat: 'pass', 'bdat-last-no-recipients': 'pass', 'smuggling-lf-dot-lf': 'pass'})
     expect(report.lhlo?.capabilities.map((c) => c.keyword)).toEqual(['PIPELINING', 'ENHANCEDSTATUSCODES', '8BITMIME', 'SIZE', 'CHUNKING', 'SMTPUTF8'])
     expect(report.latency.map((l) => l.command)).toEqual(['connect', 'greeting', 'LHLO probe.test', 'NOOP', 'MAIL FROM:<>', 'RCPT TO:<alice@example.com>', 'RSET', 'QUIT'])
@@ -84,8 +87,8 @@ describe('against lmtp serve with STARTTLS', () => {
     expect(report.tls).toMatchObject({
       offered: true,
       established: true,
-      subject: 'CN=mx.test',
-      issuer: 'CN=mx.test',
+      subject: 'mx.test',
+      issuer: 'mx.test',
       altNames: ['DNS:mx.test'],
       verified: false,
       verifyError: 'DEPTH_ZERO_SELF_SIGNED_CERT',
@@ -99,12 +102,13 @@ describe('against lmtp serve with STARTTLS', () => {
     expect(report.lhlo?.capabilities.map((c) => c.keyword)).not.toContain('STARTTLS')
   })
 
-  test('the table shows the certificate', async () => {
+  test('without --starttls the certificate is still shown (from a session of its own), and the checks stay in plain text', async () => {
     const run = await runProbeCli([serve.tcp])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/^TLS$/m)
-    expect(run.stdout).toMatch(/subject {3}CN=mx\.test/)
-    expect(run.stdout).toMatch(/verifies {2}no \(DEPTH_ZERO_SELF_SIGNED_CERT\)/)
+    expect(run.stdout).toMatch(/^TLS subject {3}mx\.test$/m)
+    expect(run.stdout).toMatch(/^TLS verifies {2}no \(DEPTH_ZERO_SELF_SIGNED_CERT\)$/m)
+    expect(run.stdout).toMatch(/^pass {2}starttls +STARTTLS works and resets the session .*STARTTLS no longer advertised afterwards$/m)
+    expect(run.stdout).not.toMatch(/STARTTLS \+ TLS handshake/)
   })
 
   test('--starttls without --tls-insecure: an unverifiable certificate is a failure (exit 76)', async () => {
@@ -148,10 +152,51 @@ describe('exit codes without a server', () => {
 
   test.each([
     [['127.0.0.1:24', '--timeout', 'soon'], /--timeout "soon"/],
+    [['127.0.0.1:24', '--only', 'helo-refused,no-such-check'], /unknown check id "no-such-check": the ids are greeting, lhlo, port-25, .*, enhanced-codes$/m],
+    [['127.0.0.1:24', '--skip', 'nope'], /unknown check id "nope"/],
+    [['127.0.0.1:24', '--summary', '--json'], /--json|--summary/],
+    [['127.0.0.1:24', '--auth', 'u'], /--auth u: no password: give --auth-password-file FILE or set LMTP_AUTH_PASSWORD/],
     [['127.0.0.1:24', '--deliver-to', '<a@example.com>'], /--deliver-to "<a@example.com>"/],
   ])('bad flags exit 64: %s', async (args, message) => {
     const run = await runProbeCli(args)
     expect(run.code).toBe(64)
-    expect(run.stderr).toMatch(message)
+    expect(run.stderr + run.stdout).toMatch(message)
+  })
+})
+
+describe('selection, summary mode and help', () => {
+  let serve: ServeUnderTest
+  beforeAll(async () => {
+    serve = await startServeUnderTest()
+  })
+  afterAll(async () => {
+    await serve.stop()
+  })
+
+  test('--only and --skip select checks by id; --timeout takes a duration', async () => {
+    const run = await runProbeCli([serve.tcp, '--only', 'greeting,helo-refused', '--only', 'ehlo-refused', '--skip', 'ehlo-refused', '--timeout', '5s', '--json'])
+    expect(run.code).toBe(0)
+    expect(reportOf(run).checks.map((c) => c.id)).toEqual(['greeting', 'helo-refused'])
+  })
+
+  test('--summary on a healthy server: one OK line, exit 0', async () => {
+    const run = await runProbeCli([serve.tcp, '--summary'])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^LMTP OK - 127\.0\.0\.1:\d+: \d+ checks pass \| time=\d+\.\d{3}s pass=\d+ warn=0 fail=0 skip=\d+\n$/)
+  })
+
+  test('--summary: a failed check is CRITICAL (exit 2), an unreachable server too', async () => {
+    const port = await closedPort()
+    const down = await runProbeCli([`127.0.0.1:${port}`, '--summary'])
+    expect(down.code).toBe(2)
+    expect(down.stdout).toMatch(/^LMTP CRITICAL - 127\.0\.0\.1:\d+ unreachable: cannot connect .*connection refused.* \| time=/)
+  })
+
+  test('-h prints the usage and the check ids, exit 0', async () => {
+    const run = await runProbeCli(['-h'])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/USAGE\s+\$ lmtp probe TARGET/)
+    expect(run.stdout).toMatch(/--summary/)
+    expect(run.stdout).toMatch(/smuggling-lf-dot-lf/)
   })
 })

@@ -6,12 +6,13 @@ import {afterEach, describe, expect, test} from 'vitest'
 import {parseReply} from '../../src/protocol/reply.js'
 import {explainCapability} from '../../src/probe/capability-notes.js'
 import type {ObservedReply} from '../../src/probe/connection.js'
+import type {RepliesEnd} from '../../src/probe/connection.js'
 import {judgeSmuggling} from '../../src/probe/delivery-checks.js'
 import {exitCodeOf, runProbe} from '../../src/probe/runner.js'
-import {judgeEnhancedCodes} from '../../src/probe/session-checks.js'
+import {judgeEnhancedCodes, judgePipelinedOrder} from '../../src/probe/session-checks.js'
 import {parseProbeTarget} from '../../src/probe/target.js'
-import type {CheckStatus, ProbeReport} from '../../src/probe/types.js'
-import {parseCapabilities} from '../../src/protocol/capabilities.js'
+import type {CheckStatus, ProbeOptions, ProbeReport} from '../../src/probe/types.js'
+import {isKeywordLine, parseCapabilities} from '../../src/protocol/capabilities.js'
 import {type FakeLmtp, type FakeLmtpOptions, startFakeLmtp} from './fake-lmtp.js'
 
 let fake: FakeLmtp | undefined
@@ -112,17 +113,60 @@ describe('judgeEnhancedCodes', () => {
 
 describe('judgeSmuggling', () => {
   const r = (...texts: string[]) => texts.map((t) => parseReply(t))
-  test.each<{name: string; replies: string[]; end: 'marker' | 'closed' | 'timeout'; status: CheckStatus; detail: RegExp}>([
-    {name: 'one 250: the body was one message', replies: ['250 2.0.0 saved'], end: 'marker', status: 'pass', detail: /did not end the message/},
-    {name: 'refused as a whole', replies: ['554 5.6.0 bare LF'], end: 'marker', status: 'pass', detail: /refused as a whole/},
-    {name: 'Dovecot 2.3.19: five replies', replies: ['250 2.0.0 a', '250 2.1.0 OK', '250 2.1.5 OK', '354 OK', '250 2.0.0 b'], end: 'marker', status: 'fail', detail: /second, forged message was delivered/},
-    {name: 'injected MAIL refused still counts', replies: ['250 2.0.0 a', '503 5.5.1 no'], end: 'marker', status: 'fail', detail: /SMTP smuggling/},
+  test.each<{name: string; replies: string[]; end: RepliesEnd; status: CheckStatus; detail: RegExp}>([
+    {name: 'one 250: the body was one message', replies: ['250 2.0.0 saved'], end: 'quit', status: 'pass', detail: /did not end the message/},
+    {name: 'refused as a whole', replies: ['554 5.6.0 bare LF'], end: 'quit', status: 'pass', detail: /refused as a whole/},
+    {name: 'Dovecot 2.3.19: five replies', replies: ['250 2.0.0 a', '250 2.1.0 OK', '250 2.1.5 OK', '354 OK', '250 2.0.0 b'], end: 'quit', status: 'fail', detail: /second, forged message was delivered/},
+    {name: 'injected MAIL refused still counts', replies: ['250 2.0.0 a', '503 5.5.1 no'], end: 'quit', status: 'fail', detail: /SMTP smuggling/},
     {name: 'closed without a reply', replies: [], end: 'closed', status: 'warn', detail: /closed the connection/},
+    {name: 'QUIT answered, the message not', replies: [], end: 'quit', status: 'warn', detail: /answered QUIT without answering the message/},
     {name: 'silence', replies: [], end: 'timeout', status: 'fail', detail: /no reply after the real end/},
   ])('$name -> $status', ({replies, end, status, detail}) => {
     const v = judgeSmuggling('<LF>.<LF>', r(...replies), end)
     expect(v.status).toBe(status)
     expect(v.detail).toMatch(detail)
+    // A failure says when the risk is closed upstream, without changing the verdict.
+    expect(v.detail.includes('closed upstream when Postfix is the only client')).toBe(status === 'fail' && replies.length > 1)
+  })
+})
+
+describe('judgePipelinedOrder: by which command each reply can answer, not by success', () => {
+  const batch = ['MAIL FROM:<>', 'MAIL FROM:<>', 'RCPT TO:<postmaster>', 'NOOP', 'RSET']
+  test.each<{name: string; replies: string[]; status: CheckStatus; detail: RegExp}>([
+    {name: 'all as expected', replies: ['250 2.1.0 ok', '503 5.5.1 nested', '250 2.1.5 ok', '250 2.0.0 ok', '250 2.0.0 ok'], status: 'pass', detail: /5 replies in order: 250, 503, 250, 250, 250$/},
+    {name: 'Cyrus, AUTH required', replies: ['430 Authentication required', '430 Authentication required', '503 5.5.1 No MAIL', '250 2.0.0 ok', '250 2.0.0 ok'], status: 'pass', detail: /refused: MAIL FROM:<> -> 430, MAIL FROM:<> -> 430, RCPT TO:<postmaster> -> 503/},
+    {name: 'Mailutils, NOOP unimplemented', replies: ['250 2.1.0 ok', '503 5.0.0 x', '250 2.1.5 ok', '503 5.0.0 Syntax error', '250 2.0.0 ok'], status: 'pass', detail: /refused: NOOP -> 503/},
+    {name: 'RCPT refused', replies: ['250 2.1.0 ok', '503 5.5.1 nested', '550 5.1.1 unknown', '250 2.0.0 ok', '250 2.0.0 ok'], status: 'pass', detail: /RCPT TO:<postmaster> -> 550/},
+    {name: 'a 354 nobody asked for', replies: ['250 2.1.0 ok', '354 go', '250 2.1.5 ok', '250 2.0.0 ok', '250 2.0.0 ok'], status: 'fail', detail: /reply 2 \("354 go"\) cannot answer MAIL FROM:<> \(354 answers none/},
+    {name: 'nested MAIL accepted', replies: ['250 2.1.0 ok', '250 2.1.0 ok', '250 2.1.5 ok', '250 2.0.0 ok', '250 2.0.0 ok'], status: 'fail', detail: /a second MAIL accepted/},
+    {name: 'RCPT accepted with no MAIL', replies: ['430 auth', '430 auth', '250 2.1.5 ok', '250 2.0.0 ok', '250 2.0.0 ok'], status: 'fail', detail: /RCPT accepted with no MAIL/},
+    {name: 'shifted by one: the RCPT reply on MAIL', replies: ['250 2.1.5 ok', '503 5.5.1 x', '250 2.1.0 ok', '250 2.0.0 ok', '250 2.0.0 ok'], status: 'fail', detail: /a recipient code \(X\.1\.5\) on MAIL/},
+  ])('$name -> $status', ({replies, status, detail}) => {
+    const v = judgePipelinedOrder(batch, replies.map((t) => parseReply(t)))
+    expect(v.status).toBe(status)
+    expect(v.detail).toMatch(detail)
+  })
+})
+
+describe('LHLO free text is not a capability', () => {
+  test('Cyrus: the last line `Ok SESSIONID=<...>` is free text', () => {
+    const caps = parseCapabilities(['cyrus.test', '8BITMIME', 'ENHANCEDSTATUSCODES', 'PIPELINING', 'SIZE', 'AUTH EXTERNAL', 'IGNOREQUOTA', 'Ok SESSIONID=<cyrus.test-1-2-3>'])
+    expect(caps.keywords).toEqual(['8BITMIME', 'ENHANCEDSTATUSCODES', 'PIPELINING', 'SIZE', 'AUTH EXTERNAL', 'IGNOREQUOTA'])
+    expect(caps.freeText).toEqual(['Ok SESSIONID=<cyrus.test-1-2-3>'])
+    expect(caps.serverName).toBe('cyrus.test')
+  })
+
+  test.each([
+    ['PIPELINING', true],
+    ['pipelining', true],
+    ['AUTH=login', true],
+    ['X-PRIVATE-EXT 1', true],
+    ['SIZE 52428800', true],
+    ['Ok SESSIONID=<x>', false],
+    ['Hello there', false],
+    ['<not a keyword>', false],
+  ])('isKeywordLine(%s) = %s', (line, expected) => {
+    expect(isKeywordLine(line)).toBe(expected)
   })
 })
 
@@ -169,4 +213,105 @@ test.each<{reachable: boolean; statuses: CheckStatus[]; exit: number}>([
 ])('exitCodeOf reachable=$reachable $statuses -> $exit', ({reachable, statuses, exit}) => {
   const checks = statuses.map((status, i) => ({id: String(i), title: '', status, rfc: '', detail: '', ms: 0}))
   expect(exitCodeOf({reachable, checks})).toBe(exit)
+})
+
+/**
+ * Servers that are right but unlike lmtp serve (Cyrus's changing LHLO line, Mailutils's one transaction per
+ * session), and the findings that need more than one misbehaviour (AUTH required, an SMTP server). The probe
+ * timeout here is longer than the test's own limit: a check that waited a timeout on a correct server would
+ * make the test fail, without asserting on elapsed time.
+ */
+describe('conforming servers unlike lmtp serve, and findings', () => {
+  const LONG = 120_000
+  async function probeLong(options: FakeLmtpOptions, extra: Partial<ProbeOptions> = {}): Promise<ProbeReport> {
+    fake = await startFakeLmtp(options)
+    return runProbe({target: {kind: 'tcp', host: '127.0.0.1', port: fake.port}, lhloName: 'probe.test', timeoutMs: LONG, ...extra})
+  }
+  const SMUGGLING = ['smuggling-lf-dot-lf', 'smuggling-crlf-dot-lf', 'smuggling-lf-dot-crlf']
+
+  test('Cyrus-like (SESSIONID in LHLO): no smuggling FAIL, no timeout, the free text is not a capability', {timeout: 20_000}, async () => {
+    const report = await probeLong({sessionIdInLhlo: true}, {deliverTo: ['alice@example.com'], checks: ['lhlo', ...SMUGGLING]})
+    expect(report.checks.map((c) => c.status)).toEqual(['pass', 'pass', 'pass', 'pass'])
+    expect(report.lhlo?.capabilities.map((c) => c.keyword)).not.toContain('OK')
+    expect(report.lhlo?.freeText).toEqual(['Ok SESSIONID=<fake-0>'])
+    expect(report.checks[0]!.detail).toMatch(/free text, not capabilities: "Ok SESSIONID=<fake-0>"/)
+  })
+
+  test('Cyrus-like unknown user: the enhanced code on the last line of a three-line 550 counts', async () => {
+    fake = await startFakeLmtp({unknownUser: 'nobody'})
+    const target = {kind: 'tcp' as const, host: '127.0.0.1', port: fake.port}
+    const report = await runProbe({target, lhloName: 'probe.test', timeoutMs: 3000, deliverTo: ['nobody@example.com'], checks: ['rset-noop', 'pipelining-order', 'enhanced-codes']})
+    expect(report.latency.find((l) => l.command.startsWith('RCPT'))?.reply).toMatch(/^550 .*5\.1\.1/)
+    expect(report.checks.find((c) => c.id === 'enhanced-codes')).toMatchObject({status: 'pass'})
+  })
+
+  test('a server open to smuggling: the three smuggling checks FAIL, without waiting a timeout', {timeout: 20_000}, async () => {
+    const report = await probeLong({smuggling: true, sessionIdInLhlo: true}, {deliverTo: ['alice@example.com'], checks: SMUGGLING})
+    expect(report.checks.map((c) => [c.id, c.status])).toEqual(SMUGGLING.map((id) => [id, 'fail']))
+    expect(report.checks[0]!.detail).toMatch(/replies 250, 250, 250, 354, 250; a second, forged message was delivered/)
+    expect(report.exitCode).toBe(76)
+  })
+
+  test('Mailutils-like (LHLO after DATA 503, one transaction per session): our own 503 is never a smuggling success', {timeout: 20_000}, async () => {
+    const report = await probeLong({mailutils: true}, {deliverTo: ['alice@example.com'], checks: [...SMUGGLING, 'pipelining-order']})
+    expect(Object.fromEntries(report.checks.map((c) => [c.id, c.status]))).toEqual({'pipelining-order': 'pass', ...Object.fromEntries(SMUGGLING.map((id) => [id, 'pass']))})
+    expect(report.checks.find((c) => c.id === 'smuggling-lf-dot-lf')!.detail).toMatch(/one reply for the whole body/)
+  })
+
+  test('AUTH required: the auth check names it with the next step; with credentials the checks run authenticated', async () => {
+    const auth = {user: 'lmtp-sender', password: 'secret'}
+    const without = await probeFake({auth}, [])
+    const a = without.checks.find((c) => c.id === 'auth')!
+    expect(a.status).toBe('warn')
+    expect(a.detail).toMatch(/requires authentication.*--auth USER/)
+    expect(without.auth).toMatchObject({mechanisms: ['PLAIN', 'LOGIN'], required: true})
+    expect(statusOf(without, 'pipelining-order')).toBe('pass')
+    expect(statusOf(without, 'mail-before-lhlo')).toBe('pass')
+    await fake!.close()
+
+    fake = await startFakeLmtp({auth})
+    const withIt = await runProbe({target: {kind: 'tcp', host: '127.0.0.1', port: fake.port}, lhloName: 'probe.test', timeoutMs: 3000, auth, deliverTo: ['alice@example.com']})
+    expect(withIt.checks.find((c) => c.id === 'auth')).toMatchObject({status: 'pass', detail: expect.stringMatching(/authenticated as lmtp-sender/)})
+    expect(statusOf(withIt, 'data-without-rcpt')).toBe('pass')
+    expect(statusOf(withIt, 'smuggling-lf-dot-lf')).toBe('pass')
+    expect(withIt.latency.find((l) => l.command === 'MAIL FROM:<>')?.reply).toMatch(/^250/)
+  })
+
+  test('wrong credentials: the auth check fails, the rest runs unauthenticated', async () => {
+    const report = await probeFake({auth: {user: 'u', password: 'right'}}, [])
+    expect(report.checks.find((c) => c.id === 'auth')?.status).toBe('warn')
+    await fake!.close()
+    fake = await startFakeLmtp({auth: {user: 'u', password: 'right'}})
+    const wrong = await runProbe({target: {kind: 'tcp', host: '127.0.0.1', port: fake.port}, lhloName: 'probe.test', timeoutMs: 3000, auth: {user: 'u', password: 'wrong'}})
+    expect(wrong.checks.find((c) => c.id === 'auth')).toMatchObject({status: 'fail', detail: expect.stringMatching(/535 5\.7\.8/)})
+    expect(statusOf(wrong, 'helo-refused')).toBe('pass')
+  })
+
+  test('an SMTP server: "this is an SMTP server, not LMTP", and no mail sent', async () => {
+    const report = await probeFake({smtp: true}, ['alice@example.com'])
+    expect(report.speaks).toBe('smtp')
+    expect(report.checks).toHaveLength(1)
+    expect(report.checks[0]).toMatchObject({id: 'lhlo', status: 'fail'})
+    expect(report.checks[0]!.detail).toMatch(/^this is an SMTP server, not LMTP: LHLO got "502 5\.5\.2 .*", the greeting says "fake\.test ESMTP Postfix", EHLO is answered 250/)
+    expect(fake!.lines.some((l) => /^(MAIL|RCPT|DATA)/.test(l))).toBe(false)
+  })
+
+  test.each([
+    ['fake.test Dovecot ready.', false],
+    ['fake.test LMTP ready', true],
+  ])('greeting %j: the Dovecot comparison shown: %s', async (greeting, shown) => {
+    const report = await probeFake({greeting: `220 ${greeting}`, mailBeforeLhlo: true})
+    expect(report.checks.find((c) => c.id === 'mail-before-lhlo')!.detail.includes('Dovecot does this too')).toBe(shown)
+  })
+
+  test('checks: only the selected ids are run and reported', async () => {
+    const report = await probeFake({acceptHelo: true}, [])
+    expect(report.exitCode).toBe(76)
+    await fake!.close()
+    fake = await startFakeLmtp({acceptHelo: true})
+    const only = await runProbe({target: {kind: 'tcp', host: '127.0.0.1', port: fake.port}, lhloName: 'probe.test', timeoutMs: 3000, checks: ['greeting', 'ehlo-refused']})
+    expect(only.checks.map((c) => c.id)).toEqual(['greeting', 'ehlo-refused'])
+    expect(only.exitCode).toBe(0)
+    expect(fake!.lines.some((l) => l.startsWith('HELO'))).toBe(false)
+  })
 })

@@ -27,6 +27,18 @@ export interface FakeLmtpOptions {
   closeOnUnknown?: boolean
   /** One reply after the body whatever the number of recipients (aiosmtpd's bug). */
   oneReplyAfterData?: boolean
+  /** End LHLO with `Ok SESSIONID=<n>`, n changing per transaction (Cyrus lmtpd). */
+  sessionIdInLhlo?: boolean
+  /** One transaction per session: LHLO, MAIL after a body and NOOP get `503 5.0.0` (GNU Mailutils lmtpd). */
+  mailutils?: boolean
+  /** End the data at a bare-LF dot line too (open to SMTP smuggling, as Cyrus 3.6.1 and Dovecot 2.3.19). */
+  smuggling?: boolean
+  /** MAIL gets `430 Authentication required` until AUTH PLAIN with this user and password (Cyrus lmtpd without -a). */
+  auth?: {user: string; password: string}
+  /** Unknown user: recipients with this local part get Cyrus's three-line 550 with 5.1.1 on the last line only. */
+  unknownUser?: string
+  /** Speak SMTP: an ESMTP greeting, LHLO refused with 502, EHLO answered 250 (Postfix smtpd). */
+  smtp?: boolean
 }
 
 /** A running fake server. */
@@ -52,18 +64,23 @@ export async function startFakeLmtp(options: FakeLmtpOptions = {}): Promise<Fake
     let mail = false
     let rcpts = 0
     let inData = false
+    let transactions = 0
+    let authenticated = false
     const send = (...out: string[]): void => {
       socket.write(out.map((l) => `${l}\r\n`).join(''))
     }
-    send(options.greeting ?? '220 fake.test LMTP ready')
+    send(options.greeting ?? (options.smtp ? '220 fake.test ESMTP Postfix' : '220 fake.test LMTP ready'))
+    const ends = options.smuggling ? ['\r\n.\r\n', '\n.\n', '\r\n.\n', '\n.\r\n'] : ['\r\n.\r\n']
     socket.on('data', (chunk) => {
       buf += chunk.toString('latin1')
       for (;;) {
         if (inData) {
-          const end = buf.indexOf('\r\n.\r\n')
-          if (end < 0) return
-          buf = buf.slice(end + 5)
+          const found = ends.map((e) => ({at: buf.indexOf(e), len: e.length})).filter((e) => e.at >= 0)
+          if (found.length === 0) return
+          const first = found.reduce((a, b) => (b.at < a.at ? b : a))
+          buf = buf.slice(first.at + first.len)
           inData = false
+          transactions++
           const n = options.oneReplyAfterData ? 1 : rcpts
           for (let i = 0; i < n; i++) send('250 2.0.0 delivered')
           mail = false
@@ -76,21 +93,39 @@ export async function startFakeLmtp(options: FakeLmtpOptions = {}): Promise<Fake
         buf = buf.slice(eol + 2)
         lines.push(line)
         const verb = line.split(' ', 1)[0]!.toUpperCase()
+        if (options.mailutils && transactions > 0 && (verb === 'LHLO' || verb === 'MAIL')) {
+          send('503 5.0.0 Syntax error')
+          continue
+        }
         switch (verb) {
-          case 'LHLO':
+          case 'LHLO': {
+            if (options.smtp) {
+              send('502 5.5.2 Error: command not recognized')
+              break
+            }
             lhlo = true
             mail = false
             rcpts = 0
-            send(...['fake.test', ...caps].map((l, i, all) => `250${i === all.length - 1 ? ' ' : '-'}${l}`))
+            const tail = options.sessionIdInLhlo ? [`Ok SESSIONID=<fake-${transactions}>`] : []
+            const authCap = options.auth ? ['AUTH PLAIN LOGIN'] : []
+            send(...['fake.test', ...caps, ...authCap, ...tail].map((l, i, all) => `250${i === all.length - 1 ? ' ' : '-'}${l}`))
             break
+          }
+          case 'AUTH': {
+            const given = Buffer.from(line.split(' ')[2] ?? '', 'base64').toString('utf8').split('\0')
+            authenticated = options.auth !== undefined && given[1] === options.auth.user && given[2] === options.auth.password
+            send(authenticated ? '235 2.7.0 ok' : '535 5.7.8 bad credentials')
+            break
+          }
           case 'HELO':
             send(options.acceptHelo ? '250 fake.test' : '500 5.5.1 use LHLO')
             break
           case 'EHLO':
-            send(options.acceptEhlo ? '250 fake.test' : '500 5.5.1 use LHLO')
+            send(options.acceptEhlo || options.smtp ? '250 fake.test' : '500 5.5.1 use LHLO')
             break
           case 'MAIL':
-            if (!lhlo && !options.mailBeforeLhlo) send('503 5.5.1 send LHLO first')
+            if (options.auth && !authenticated) send('430 Authentication required')
+            else if (!lhlo && !options.mailBeforeLhlo) send('503 5.5.1 send LHLO first')
             else if (mail) send('503 5.5.1 nested MAIL')
             else {
               mail = true
@@ -99,7 +134,9 @@ export async function startFakeLmtp(options: FakeLmtpOptions = {}): Promise<Fake
             break
           case 'RCPT':
             if (!mail) send('503 5.5.1 send MAIL first')
-            else {
+            else if (options.unknownUser && line.includes(`<${options.unknownUser}@`)) {
+              send('550-Mailbox unknown.  Either there is no mailbox associated with this', '550-name or you do not have authorization to see it.', '550 5.1.1 User unknown')
+            } else {
               rcpts++
               send('250 2.1.5 ok')
             }
@@ -117,7 +154,7 @@ export async function startFakeLmtp(options: FakeLmtpOptions = {}): Promise<Fake
             send(options.bareRset ? '250 ok' : '250 2.0.0 ok')
             break
           case 'NOOP':
-            send(options.mismatchNoop ? '250 5.0.0 ok' : '250 2.0.0 ok')
+            send(options.mailutils ? '503 5.0.0 Syntax error' : options.mismatchNoop ? '250 5.0.0 ok' : '250 2.0.0 ok')
             break
           case 'QUIT':
             send('221 2.0.0 bye')
