@@ -5,7 +5,7 @@
  * mandatory in CI.
  */
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
-import {type AiosmtpdLmtp, type Dovecot, requirePeers, startAiosmtpdLmtp, startDovecot} from '../support/peers.js'
+import {type AiosmtpdLmtp, type Dovecot, type Postfix, freePort, requirePeers, startAiosmtpdLmtp, startDovecot, startPostfix} from '../support/peers.js'
 import {reportOf, runProbeCli, statuses} from './probe-helpers.js'
 
 const dovecotGate = requirePeers('dovecot')
@@ -33,6 +33,8 @@ describe.skipIf(dovecotGate.skip)('against Dovecot LMTP', () => {
       'pipelining-order': 'pass',
       'enhanced-codes': 'pass',
     })
+    // The server probed is Dovecot: no comparison with Dovecot in the findings.
+    expect(report.checks.find((c) => c.id === 'mail-before-lhlo')?.detail).not.toMatch(/Dovecot/)
   })
 
   test('over its Unix socket too', async () => {
@@ -78,5 +80,30 @@ describe.skipIf(aioGate.skip)("against aiosmtpd's LMTP", () => {
     expect(report.checks.find((c) => c.id === 'reply-per-recipient')?.detail).toMatch(/1 replies after the body for 2 accepted recipients/)
     // It did receive the messages: the failure is in the replies, not the delivery.
     expect((await aio.messages()).length).toBeGreaterThan(0)
+  })
+})
+
+const postfixGate = requirePeers('postfix')
+describe.skipIf(postfixGate.skip)("against Postfix's smtpd (an SMTP server)", () => {
+  let postfix: Postfix
+  beforeAll(async () => {
+    postfixGate.check()
+    // Nothing listens behind it: the probe must never get as far as sending mail.
+    postfix = await startPostfix({lmtpTarget: `inet:127.0.0.1:${await freePort()}`})
+  })
+  afterAll(async () => {
+    await postfix?.stop()
+  })
+
+  test('"this is an SMTP server, not LMTP", exit 76, and --summary says so in one line', async () => {
+    const run = await runProbeCli([`127.0.0.1:${postfix.smtpPort}`, '--deliver-to', 'alice@example.com', '--json'])
+    expect(run.code).toBe(76)
+    const report = reportOf(run)
+    expect(report.speaks).toBe('smtp')
+    expect(report.checks.map((c) => [c.id, c.status])).toEqual([['lhlo', 'fail']])
+    expect(report.checks[0]!.detail).toMatch(/^this is an SMTP server, not LMTP: LHLO got "500 5\.5\.2 Error: command not recognized", the greeting says ".* ESMTP", EHLO is answered 250/)
+    const summary = await runProbeCli([`127.0.0.1:${postfix.smtpPort}`, '--summary'])
+    expect(summary.code).toBe(2)
+    expect(summary.stdout).toMatch(/^LMTP CRITICAL - 127\.0\.0\.1:\d+: an SMTP server, not LMTP, 1 fail \(lhlo\) \| /)
   })
 })
