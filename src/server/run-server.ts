@@ -92,9 +92,15 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
     o.log(o.logFormat === 'json' ? JSON.stringify({time: new Date().toISOString(), level, message, ...fields}) : `${level === 'warn' ? 'warning: ' : 'lmtp serve: '}${message}`)
   const env = o.env ?? process.env
   const notifier = new SystemdNotifier(env, (m) => say('warn', m))
-  const identity = configured(() => (o.user === undefined ? undefined : resolveIdentity(o.user, o.group)))
+  let identity = configured(() => (o.user === undefined ? undefined : resolveIdentity(o.user, o.group)))
   const socketOwner = configured(() => (o.socketOwner === undefined ? undefined : parseOwner(o.socketOwner, '--socket-owner')))
-  if (identity && !runningAsRoot()) throw new CliError(`--user ${o.user} needs root to switch to: start as root (it binds, then drops), or leave --user out`, EXIT.usage)
+  if (identity && !runningAsRoot()) {
+    // Already that user (systemd's User= with the same name in the config file): nothing to drop.
+    if (process.geteuid?.() !== identity.uid || process.getegid?.() !== identity.gid) {
+      throw new CliError(`--user ${o.user} needs root to switch to: start as root (it binds, then drops), or leave --user out`, EXIT.usage)
+    }
+    identity = undefined
+  }
   const users = o.usersFile ? await configuredAsync(() => loadUsers(o.usersFile!)) : undefined
   let tlsPair = o.tls
   if (o.tlsFiles) {

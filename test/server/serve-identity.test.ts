@@ -3,7 +3,7 @@
  * when delivering as root, and the startup refusals (Maildir not writable by the serving user, users file with no
  * mailbox, certificate/key unreadable, not PEM or not matching, certificate close to expiry).
  */
-import {execFileSync, spawnSync} from 'node:child_process'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {afterEach, beforeEach, describe, expect, test} from 'vitest'
@@ -11,6 +11,7 @@ import {REPO_ROOT, killAndWait, spawnServe} from '../reliability/serve-process.j
 import {runSwaks, swaksTarget} from '../support/peers/runners.js'
 import {describePeers} from '../support/peers/gate.js'
 import {systemUser, tempDir, type TempDir} from '../support/peers/proc.js'
+import {LineWatch} from '../support/line-watch.js'
 import {makeTestCertificate} from '../support/tls-cert.js'
 
 /** Runs `lmtp serve ARGS` to its exit (startup refusals): the exit code and everything it printed. */
@@ -82,6 +83,27 @@ describePeers('serve --user / --socket-owner', ['swaks'], () => {
     } finally {
       await killAndWait(p, 'SIGTERM')
     }
+  })
+})
+
+describe('started as an ordinary user', () => {
+  test('--user naming that same user runs (systemd User= with the config file\'s user); another user is refused', async () => {
+    const nobody = systemUser('nobody')!
+    const maildir = path.join(dir.path, 'Maildir')
+    execFileSync('install', ['-d', '-o', 'nobody', '-m', '0700', maildir])
+    const asNobody = {uid: nobody.uid, gid: nobody.gid, cwd: REPO_ROOT, env: {...process.env, NO_COLOR: '1', OCLIF_SKIP_NEW_VERSION_CHECK: 'true', HOME: dir.path}}
+    const other = spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), 'serve', '--no-events', '--maildir', maildir, '--listen', '127.0.0.1:0', '--user', 'root'], {...asNobody, encoding: 'utf8', timeout: 30_000})
+    expect(other.status).toBe(64)
+    expect(other.stderr).toContain('--user root needs root')
+    const same = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), 'serve', '--no-events', '--log-format', 'json', '--maildir', maildir, '--listen', '127.0.0.1:0', '--user', 'nobody'], {...asNobody, stdio: ['ignore', 'pipe', 'pipe']})
+    const exited = new Promise<number | null>((resolve) => same.once('exit', (code) => resolve(code)))
+    try {
+      const listening = await new LineWatch(same.stdout!).next((l) => l.includes('"event":"listening"'))
+      expect(JSON.parse(listening).uid).toBe(nobody.uid)
+    } finally {
+      same.kill('SIGTERM')
+    }
+    expect(await exited).toBe(0)
   })
 })
 
