@@ -1,0 +1,57 @@
+/**
+ * OUR clients (`lmtp send`, `probe`, `replay`, the built CLI) against GNU Mailutils 3.15's lmtpd, a real LMTP
+ * server nobody on this team wrote (issue 13). It answers exactly one reply per accepted recipient, but allows
+ * one transaction per session, answers LHLO after DATA and NOOP with `503 5.0.0`, and refuses any MAIL
+ * parameter (`553 5.1.8`). See client-runs.ts for why no test here can pass by waiting a timeout.
+ */
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, beforeAll, expect, test} from 'vitest'
+import {runCli} from '../client/run-cli.js'
+import {describePeers, type Mailutils, startMailutils} from '../support/peers.js'
+import {RUN_LIMIT_MS, rows, sendArgs, sendJson} from './client-runs.js'
+
+describePeers('lmtp send, probe, replay -> GNU Mailutils lmtpd', ['mailutils'], () => {
+  let mu: Mailutils
+  let scratch: string
+  let server: string
+  let unknown: string
+  beforeAll(async () => {
+    mu = await startMailutils()
+    scratch = await mkdtemp(join(tmpdir(), 'lmtp-mailutils-clients-'))
+    server = `127.0.0.1:${mu.port}`
+    unknown = `${mu.unknownUser}@example.com`
+  })
+  afterAll(async () => {
+    await mu?.stop()
+    if (scratch) await rm(scratch, {recursive: true, force: true})
+  })
+
+  test.each([{flags: [] as string[]}, {flags: ['--no-pipelining']}])(
+    'send $flags to [mail, unknown, news]: per-recipient results, exit 69, no violation',
+    async ({flags}) => {
+      const before = {mail: await mu.countMessages('mail'), news: await mu.countMessages('news')}
+      const {run, json} = await sendJson(server, ['mail@example.com', unknown, 'news@example.com'], flags)
+      expect(rows(json)).toEqual([
+        ['mail@example.com', 'delivered', 'DATA', 250, '2.0.0'],
+        [unknown, 'rejected', 'RCPT', 550, '5.1.1'],
+        ['news@example.com', 'delivered', 'DATA', 250, '2.0.0'],
+      ])
+      expect(json.violation).toBeNull()
+      expect(json.exitCode).toBe(69)
+      expect(run.code).toBe(69)
+      expect(await mu.countMessages('mail')).toBe(before.mail + 1)
+      expect(await mu.countMessages('news')).toBe(before.news + 1)
+    },
+  )
+
+  test('send over the Unix socket (table, piped): right rows, exit 69, no violation', async () => {
+    const run = await runCli(sendArgs(`unix:${mu.socketPath}`, ['news@example.com', unknown]), {timeoutMs: RUN_LIMIT_MS})
+    const lines = run.stdout.split('\n')
+    expect(lines).toContainEqual(expect.stringMatching(/^1\s+news@example\.com\s+delivered\s+DATA\s+250\s+2\.0\.0\s/))
+    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^2\\s+${unknown.replace(/\./g, '\\.')}\\s+rejected\\s+RCPT\\s+550\\s+5\\.1\\.1\\s`)))
+    expect(`${run.stdout}${run.stderr}`).not.toMatch(/violation|more replies/i)
+    expect(run.code).toBe(69)
+  })
+})
