@@ -54,7 +54,11 @@ export async function runSend(flags: SendFlags, file: string | undefined, json: 
           hostname,
           size: flags.size === undefined ? undefined : sizeFlag('--size', flags.size),
         })
-      } else if (args.file === '-') source = await stdinSource(process.stdin)
+      } else if (args.file === '-') {
+        // On a terminal, reading stdin looks like a hang: say what is going on and how to end it.
+        if (process.stdin.isTTY) process.stderr.write('lmtp send: reading the message from standard input (end it with Ctrl-D on a line of its own)\n')
+        source = await stdinSource(process.stdin)
+      }
       else source = await fileSource(args.file)
     } catch (err) {
       if (err instanceof MessageSourceError) throw new CliError(err.message, EXIT.noInput)
@@ -75,6 +79,15 @@ export async function runSend(flags: SendFlags, file: string | undefined, json: 
         : undefined
     spinner?.start('starting')
 
+    // Ctrl-C after the end of the message was sent: the server may already have delivered, so say that each
+    // recipient's outcome is unknown instead of vanishing silently.
+    let bodySent = false
+    const onInterrupt = (): void => {
+      spinner?.stop()
+      process.stderr.write(`${interruptedMessage(to, bodySent)}\n`)
+      process.exit(EXIT.interrupted)
+    }
+    process.once('SIGINT', onInterrupt)
     let report: SendReport
     try {
       report = await sendMessage({
@@ -93,11 +106,15 @@ export async function runSend(flags: SendFlags, file: string | undefined, json: 
         timeoutMs: connection.timeoutMs,
         trace,
         onProgress: spinner ? (text) => (spinner.text = text) : undefined,
+        onBodySent: () => {
+          bodySent = true
+        },
       })
     } catch (err) {
       if (err instanceof SendError) throw new CliError(err.message, err.exitCode)
       throw err
     } finally {
+      process.off('SIGINT', onInterrupt)
       spinner?.stop()
       await source.dispose()
     }
@@ -115,4 +132,14 @@ export async function runSend(flags: SendFlags, file: string | undefined, json: 
       out.write(`${summaryLine(report)}\n`)
     }
     return report
+}
+
+/** What to say on Ctrl-C: before the end of the message nothing was delivered; after it, every outcome is unknown. */
+export function interruptedMessage(to: readonly string[], bodySent: boolean): string {
+  if (!bodySent) return 'lmtp send: interrupted before the end of the message was sent: nothing was delivered (exit 130)'
+  return [
+    'lmtp send: interrupted after the message was sent, before every per-recipient reply came: the server may have delivered.',
+    ...to.map((r, i) => `  ${i + 1}  ${r}  outcome unknown`),
+    'Check the mailboxes or the server log before sending again (exit 130).',
+  ].join('\n')
 }

@@ -58,6 +58,8 @@ export interface SendOptions {
   trace?: (line: TranscriptLine) => void
   /** Receives a short description of what is happening now (for a spinner). */
   onProgress?: (text: string) => void
+  /** Called once the end of the message has been sent: from then on the server may have delivered. */
+  onBodySent?: () => void
 }
 
 /** Counts of outcomes. */
@@ -240,7 +242,10 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
     lastInSession: true,
     onPhase: (phase) => {
       if (phase === 'body') note(`message body: ${info.size} octets${options.bdat ? ' in BDAT chunks' : ', dot-stuffed, ended by <CRLF>.<CRLF>'}`)
-      else progress('message sent, waiting for the per-recipient replies')
+      else {
+        options.onBodySent?.()
+        progress('message sent, waiting for the per-recipient replies')
+      }
     },
   })
   if (bodyError) {
