@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import os from 'node:os'
 import {Flags, type Interfaces} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
@@ -7,6 +8,7 @@ import {chooseDefaultEventsPath} from '../server/event-feed.js'
 import {type Target, TargetError, parseTarget} from '../net/target.js'
 import {CidrList} from '../net/proxy-protocol.js'
 import {DEFAULT_PROXY_TRUSTED} from '../server/proxy-accept.js'
+import {runWorkers, type WorkerMessage, WorkersError} from '../server/workers.js'
 import {drawLiveOnTerminal} from '../cli/terminal.js'
 import {sizeFlag} from '../cli/flag-values.js'
 import {
@@ -107,6 +109,12 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
     }),
     'no-events': Flags.boolean({description: 'do not publish the event feed', exclusive: ['events']}),
     tui: Flags.boolean({description: 'show the live dashboard (as lmtp watch) in this terminal; log lines go to its footer'}),
+    workers: Flags.integer({
+      description: 'worker processes sharing the listeners (cluster); they agree on quotas through a lock per mailbox',
+      default: 1,
+      min: 1,
+      max: 256,
+    }),
     'shutdown-grace': Flags.integer({description: 'seconds to let transactions finish on SIGTERM/SIGINT', default: 30, min: 0}),
   }
 
@@ -176,7 +184,16 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
   }
 
   private async serve(flags: ServeFlags, options: ServeOptions): Promise<ServeSummary> {
-    if (!flags['no-events']) {
+    if (flags.workers > 1 && cluster.isPrimary) return this.superviseWorkers(flags, options)
+    if (cluster.isWorker) {
+      // One of `serve --workers N`: an ordinary serve on the primary's shared listeners, without a feed of its own.
+      options.worker = {send: (m) => process.send?.(m)}
+      const summary = await runServer(options)
+      process.send?.({type: 'lmtp-serve-summary', summary} satisfies WorkerMessage)
+      cluster.worker?.disconnect()
+      return summary
+    }
+    if (!flags['no-events'] && !cluster.isWorker) {
       options.events = flags.events ? {path: flags.events, isDefault: false} : {path: chooseDefaultEventsPath(), isDefault: true}
     }
     if (flags.tui) {
@@ -194,6 +211,31 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       }
     }
     return runServer(options)
+  }
+
+  /** The primary of `serve --workers N` (see src/server/workers.ts): forks, supervises, stops, sums up. */
+  private async superviseWorkers(flags: ServeFlags, options: ServeOptions): Promise<ServeSummary> {
+    for (const f of ['tui', 'record', 'events', 'user', 'check-config'] as const) {
+      if (flags[f]) throw new CliError(`--${f} cannot be combined with --workers ${flags.workers} yet: leave one of them out`, EXIT.usage)
+    }
+    if (process.env.LISTEN_FDS) throw new CliError('--workers cannot share sockets passed by systemd: use --listen, or --workers 1', EXIT.usage)
+    const log = options.log
+    const format = options.logFormat
+    try {
+      return await runWorkers({
+        workers: flags.workers,
+        maildir: options.maildir,
+        targets: [...options.listen, ...(options.proxy?.listen ?? [])],
+        args: [this.id ?? 'serve', ...this.argv.filter((a) => a !== '--json')],
+        workerStdout: this.jsonEnabled() ? 2 : 1,
+        shutdownGraceMs: options.shutdownGraceMs,
+        log: (level, message, fields = {}) =>
+          log(format === 'json' ? JSON.stringify({time: new Date().toISOString(), level, message, ...fields}) : `${level === 'warn' ? 'warning: ' : 'lmtp serve: '}${message}`),
+      })
+    } catch (err) {
+      if (err instanceof WorkersError) throw new CliError(err.message, EXIT.unavailable)
+      throw err
+    }
   }
 }
 

@@ -18,6 +18,7 @@ import {type LogFormat, attachLogger} from './logger.js'
 import {ConfigProblem, Reloader, type ReloadResult, loadTls, loadUsers} from './reload.js'
 import {ListenError, LmtpServer} from './server.js'
 import type {CidrList} from '../net/proxy-protocol.js'
+import type {WorkerMessage} from './workers.js'
 import {ServerStats, type ServerTotals} from './stats.js'
 import {type InheritedSocket, SystemdNotifier, takeListenFds} from './systemd.js'
 import {expiryWarning} from './tls-files.js'
@@ -28,6 +29,8 @@ export interface ServeOptions {
   listen: Target[]
   /** Listeners whose connections start with a PROXY protocol header, and the networks trusted to send one. */
   proxy?: {listen: Target[]; trusted: CidrList; headerTimeoutMs?: number}
+  /** Set in a worker of `serve --workers`: listeners are shared, readiness and the summary go to the primary. */
+  worker?: {send: (message: WorkerMessage) => void}
   socketMode: number
   /** Owner of the Unix sockets, `USER[:GROUP]` (`--socket-owner`). */
   socketOwner?: string
@@ -137,6 +140,7 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
       tls: tlsPair,
       limits: {maxMessageSize: o.maxSize, maxRecipients: o.maxRecipients},
       proxy: o.proxy,
+      sharedListeners: o.worker !== undefined,
       onWarning: (message) => say('warn', message),
     },
     recorder ? recorder.wrap(backend) : backend,
@@ -174,9 +178,10 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
   const started = Date.now()
   const ready =
     o.logFormat === 'json'
-      ? JSON.stringify({time: new Date().toISOString(), level: 'info', event: 'listening', listeners: addresses, maildir: o.maildir, tmpCleanup: cleanup, uid: process.getuid?.()})
-      : `lmtp serve: listening on ${addresses.join(', ')}, delivering into ${o.maildir}${cleanup.removed ? ` (removed ${cleanup.removed} stale temp files)` : ''}`
+      ? JSON.stringify({time: new Date().toISOString(), level: 'info', event: o.worker ? 'worker.listening' : 'listening', listeners: addresses, maildir: o.maildir, tmpCleanup: cleanup, uid: process.getuid?.(), ...(o.worker ? {pid: process.pid} : {})})
+      : `lmtp serve${o.worker ? ` worker ${process.pid}` : ''}: listening on ${addresses.join(', ')}, delivering into ${o.maildir}${cleanup.removed ? ` (removed ${cleanup.removed} stale temp files)` : ''}`
   o.log(ready)
+  o.worker?.send({type: 'lmtp-serve-ready', listeners: addresses, tmpCleanup: {removed: cleanup.removed, kept: cleanup.kept}})
   const reloader = new Reloader({usersFile: o.usersFile, tlsFiles: o.tlsFiles, defaultQuota: o.quota, backend, server, notifier, log: say})
   const onHup = (): void => {
     say('info', 'SIGHUP: reloading the users file and the TLS certificate')

@@ -39,6 +39,11 @@ export interface ServerConfig {
   limits?: Pick<SessionOptions, 'maxLineLength' | 'maxMessageSize' | 'maxRecipients' | 'maxErrors' | 'vrfy'>
   /** Listeners that expect a PROXY protocol header (`--proxy-listen`), and who may send one. */
   proxy?: ProxyPolicy & {listen: Target[]}
+  /**
+   * Listeners shared with other worker processes (`serve --workers`): the primary checked for a stale Unix socket
+   * and removes the files at the end, so this server neither probes nor unlinks them.
+   */
+  sharedListeners?: boolean
   /** Problems worth a log line that are not a session's (a refused PROXY connection). */
   onWarning?: (message: string) => void
 }
@@ -150,7 +155,7 @@ export class LmtpServer {
       proxied ? this.acceptProxied(socket, target) : this.accept(socket, target),
     )
     server.maxConnections = Number.MAX_SAFE_INTEGER
-    if (target.kind === 'unix') await this.clearStaleSocket(target.path)
+    if (target.kind === 'unix' && !this.config.sharedListeners) await this.clearStaleSocket(target.path)
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(target, err)))
       if (target.kind === 'unix') server.listen(target.path, () => resolve())
@@ -389,7 +394,7 @@ export class LmtpServer {
         ({server, target, inherited}) =>
           new Promise<void>((resolve) => {
             server.close(() => resolve())
-            if (target.kind === 'unix' && !inherited) void fs.unlink(target.path).catch(() => {})
+            if (target.kind === 'unix' && !inherited && !this.config.sharedListeners) void fs.unlink(target.path).catch(() => {})
           }),
       ),
     )
