@@ -25,6 +25,7 @@ import {
   type MaildirFs,
   type MaildirWrite,
   parseUniqueName,
+  processSpace,
   realFs,
   storedSizes,
   writeMaildirMessage,
@@ -315,8 +316,8 @@ export class MaildirBackend implements Backend {
   }
 
   /**
-   * Startup clean-up of `tmp/` folders: files whose unique name carries this host and the pid of a process that
-   * is no longer alive are removed at once; any other file older than 36 hours is removed (a Maildir may be
+   * Startup clean-up of `tmp/` folders: files whose unique name carries this host, this boot and pid namespace
+   * (see processSpace) and the pid of a process that is no longer alive are removed at once; any other file older than 36 hours is removed (a Maildir may be
    * shared over NFS, so another host's young files are left alone). A mailbox whose tmp/ had a file removed
    * also loses its maildirsize, which is rebuilt from the messages on the next reading. Walks only
    * `ROOT/<domain>/<local>/tmp`, `ROOT/postmaster/tmp` and the spool directory, never deeper.
@@ -327,6 +328,7 @@ export class MaildirBackend implements Backend {
     const maxAge = options.maxAgeMs ?? 36 * 3600 * 1000
     const alive = options.isAlive ?? pidAlive
     const ourHost = encodeHostForMaildir(this.host)
+    const ourSpace = processSpace() || undefined
 
     // Returns whether it removed a file: in a mailbox's tmp/ that means a delivery died between writing its
     // quota tally and its rename, so the caller drops that mailbox's maildirsize (rebuilt on the next read).
@@ -336,7 +338,10 @@ export class MaildirBackend implements Backend {
         if (entry.isDirectory()) continue
         const file = path.join(dir, entry.name)
         const parts = parseUniqueName(entry.name)
-        let remove = parts !== undefined && parts.host === ourHost && parts.pid !== process.pid && !alive(parts.pid)
+        // A pid proves a death only in our own boot and pid namespace (same host name is not enough: two
+        // containers with host networking share it); anything else waits for the 36-hour rule.
+        let remove =
+          parts !== undefined && parts.host === ourHost && parts.space === ourSpace && parts.pid !== process.pid && !alive(parts.pid)
         if (!remove) {
           try {
             const st = await fsp.lstat(file)

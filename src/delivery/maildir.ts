@@ -5,8 +5,8 @@
  * writeMaildirMessage resolves is the message on disk; on any failure the temp file is removed and the error
  * (with its errno code) is rethrown for the caller to map to a 4xx reply.
  */
-import {randomBytes} from 'node:crypto'
-import {constants} from 'node:fs'
+import {createHash, randomBytes} from 'node:crypto'
+import {constants, readFileSync, statSync} from 'node:fs'
 import * as fsp from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -74,7 +74,29 @@ export function uniqueName(host: string = os.hostname(), now: number = Date.now(
   counter = (counter + 1) % Number.MAX_SAFE_INTEGER
   const sec = Math.floor(now / 1_000_000)
   const usec = now % 1_000_000
-  return `${sec}.M${usec}P${process.pid}Q${counter}R${randomBytes(8).toString('hex')}.${encodeHostForMaildir(host)}`
+  const space = processSpace()
+  return `${sec}.M${usec}${space ? `N${space}` : ''}P${process.pid}Q${counter}R${randomBytes(8).toString('hex')}.${encodeHostForMaildir(host)}`
+}
+
+let cachedSpace: string | undefined
+
+/**
+ * This boot of this host and this pid namespace, as 8 hex digits (a hash of the kernel's boot_id and the inode
+ * of /proc/self/ns/pid), written as `N<space>` in unique names: a pid in a name can be proven dead only by a
+ * process in the same space. Two containers sharing a host name (host networking) differ here. '' when /proc
+ * cannot tell, and then no name is ever removed for its pid.
+ */
+export function processSpace(): string {
+  if (cachedSpace === undefined) {
+    try {
+      const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+      const ns = statSync('/proc/self/ns/pid').ino
+      cachedSpace = createHash('sha256').update(`${boot}:${ns}`).digest('hex').slice(0, 8)
+    } catch {
+      cachedSpace = ''
+    }
+  }
+  return cachedSpace
 }
 
 /** Microseconds within the current millisecond, from the high-resolution clock. */
@@ -88,19 +110,22 @@ export interface UniqueNameParts {
   pid: number
   /** The host as encoded in the name. */
   host: string
+  /** The boot and pid namespace of the writer (see processSpace); absent in names without it. */
+  space?: string
   /** `S=` size when present. */
   size?: number
 }
 
 /** Parses a name written by uniqueName (with or without `,S=,W=` and `:2,` info); undefined for other names. */
 export function parseUniqueName(name: string): UniqueNameParts | undefined {
-  const m = /^(\d+)\.M\d+P(\d+)Q\d+R[0-9a-f]+\.([^,:]+)((?:,[^:]*)?)(?::.*)?$/.exec(name)
+  const m = /^(\d+)\.M\d+(?:N([0-9a-f]+))?P(\d+)Q\d+R[0-9a-f]+\.([^,:]+)((?:,[^:]*)?)(?::.*)?$/.exec(name)
   if (!m) return undefined
-  const size = /,S=(\d+)/.exec(m[4] ?? '')
+  const size = /,S=(\d+)/.exec(m[5] ?? '')
   return {
     seconds: Number(m[1]),
-    pid: Number(m[2]),
-    host: m[3]!,
+    space: m[2],
+    pid: Number(m[3]),
+    host: m[4]!,
     size: size ? Number(size[1]) : undefined,
   }
 }

@@ -349,6 +349,32 @@ describe('cleanTmp', () => {
     expect(report).toEqual({removed: 5, kept: 3, errors: 0})
   })
 
+  test('two instances with one host name in different pid namespaces: the live one\'s in-flight file is kept', async () => {
+    // Instance A runs in another pid namespace (a container with host networking) under the same host name:
+    // its pid means nothing here. Its in-flight file is simulated by name: our host, a pid not alive here, and
+    // A's namespace marker. Instance B (this backend) starts and cleans up: A's file must stay (it is young).
+    const b = backend()
+    const alice = path.join(root, 'example.com', 'alice', 'tmp')
+    await mkdir(alice, {recursive: true})
+    const deadHere = 999_999_998
+    const ours = uniqueName('testhost').replace(/P\d+Q/, `P${deadHere}Q`)
+    const marker = /^\d+\.M\d+(N[0-9a-f]+)P/.exec(ours)?.[1]
+    expect(marker, 'unique names carry this pid namespace').toMatch(/^N[0-9a-f]{8}$/)
+    const other = ours.replace(marker!, marker === 'N00000000' ? 'N11111111' : 'N00000000')
+    const inFlightOfA = path.join(alice, other)
+    const deadOfOurs = path.join(alice, uniqueName('testhost').replace(/P\d+Q/, `P${deadHere}Q`))
+    await writeFile(inFlightOfA, 'A is still writing this')
+    await writeFile(deadOfOurs, 'left by a dead process of this namespace')
+    const report = await b.cleanTmp({isAlive: () => false})
+    expect(await stat(inFlightOfA).then(() => true, () => false)).toBe(true)
+    expect(await stat(deadOfOurs).then(() => true, () => false)).toBe(false)
+    expect(report).toEqual({removed: 1, kept: 1, errors: 0})
+    // Once older than 36 hours, A's file goes too (its owner cannot be proven alive or dead from here).
+    const old = new Date(Date.now() - 37 * 3600 * 1000)
+    await utimes(inFlightOfA, old, old)
+    expect(await b.cleanTmp({isAlive: () => false})).toEqual({removed: 1, kept: 0, errors: 0})
+  })
+
   test('a missing root is fine', async () => {
     expect(await backend().cleanTmp()).toEqual({removed: 0, kept: 0, errors: 0})
   })

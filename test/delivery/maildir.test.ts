@@ -25,7 +25,7 @@ describe('unique names', () => {
     for (let i = 0; i < 2000; i++) names.add(uniqueName('mx.example'))
     expect(names.size).toBe(2000)
     for (const n of [...names].slice(0, 5)) {
-      expect(n).toMatch(new RegExp(`^\\d{10,}\\.M\\d{1,6}P${process.pid}Q\\d+R[0-9a-f]{16}\\.mx\\.example$`))
+      expect(n).toMatch(new RegExp(`^\\d{10,}\\.M\\d{1,6}N[0-9a-f]{8}P${process.pid}Q\\d+R[0-9a-f]{16}\\.mx\\.example$`))
     }
   })
 
