@@ -67,15 +67,24 @@ describe('fsyncDirGrouped (group commit of directory fsyncs)', () => {
   })
   afterEach(async () => cleanup(root))
 
-  /** A file system whose directory fsyncs wait until released, counting them. */
-  function gatedFs(): {fs: MaildirFs; syncs: number; release(): void; fail: boolean} {
+  /**
+   * A file system whose directory fsyncs wait until released, counting them; `syncing(n)` resolves once the n-th
+   * fsync has begun (the explicit signal the tests order on, instead of a sleep).
+   */
+  function gatedFs(): {fs: MaildirFs; syncs: number; release(): void; syncing(n: number): Promise<void>; fail: boolean} {
     const gates: (() => void)[] = []
+    const waiters: {n: number; resolve: () => void}[] = []
     const state = {
       syncs: 0,
       fail: false,
       release: () => {
         for (const g of gates.splice(0)) g()
       },
+      syncing: (n: number) =>
+        new Promise<void>((resolve) => {
+          if (state.syncs >= n) resolve()
+          else waiters.push({n, resolve})
+        }),
       fs: undefined as unknown as MaildirFs,
     }
     state.fs = {
@@ -88,7 +97,12 @@ describe('fsyncDirGrouped (group commit of directory fsyncs)', () => {
           close: () => h.close(),
           sync: async () => {
             state.syncs++
-            await new Promise<void>((r) => gates.push(r))
+            const gate = new Promise<void>((r) => gates.push(r))
+            for (const w of waiters.filter((x) => x.n <= state.syncs)) {
+              waiters.splice(waiters.indexOf(w), 1)
+              w.resolve()
+            }
+            await gate
             if (state.fail) throw Object.assign(new Error('EIO'), {code: 'EIO'})
             await h.sync()
           },
@@ -98,20 +112,16 @@ describe('fsyncDirGrouped (group commit of directory fsyncs)', () => {
     return state
   }
 
-  const tick = () => new Promise((r) => setTimeout(r, 5))
-
   test('callers during a running fsync share the single next one; nobody resolves on an fsync that began before it', async () => {
     const g = gatedFs()
     const order: string[] = []
     const first = fsyncDirGrouped(root, g.fs).then(() => order.push('first'))
-    await tick()
-    expect(g.syncs).toBe(1)
+    await g.syncing(1)
     const later = [1, 2, 3].map((i) => fsyncDirGrouped(root, g.fs).then(() => order.push(`later${i}`)))
-    await tick()
     expect(g.syncs).toBe(1)
     g.release()
     await first
-    await tick()
+    await g.syncing(2)
     // The three latecomers did not ride on the first fsync: a second one started for all of them.
     expect(order).toEqual(['first'])
     expect(g.syncs).toBe(2)
@@ -126,15 +136,15 @@ describe('fsyncDirGrouped (group commit of directory fsyncs)', () => {
     g.fail = true
     const a = fsyncDirGrouped(root, g.fs)
     const b = fsyncDirGrouped(root, g.fs)
-    await tick()
+    await g.syncing(1)
     g.release()
     await expect(a).rejects.toMatchObject({code: 'EIO'})
-    await tick()
+    await g.syncing(2)
     g.release()
     await expect(b).rejects.toMatchObject({code: 'EIO'})
     g.fail = false
     const c = fsyncDirGrouped(root, g.fs)
-    await tick()
+    await g.syncing(3)
     g.release()
     await expect(c).resolves.toBeUndefined()
     expect(g.syncs).toBe(3)
