@@ -1,8 +1,10 @@
 /** Message sources: exact generated sizes, file checks, stdin spooling, measuring like the client sends. */
+import {spawnSync} from 'node:child_process'
 import {readdir, chmod, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
+import {pathToFileURL} from 'node:url'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
 import {
   MessageSourceError,
@@ -12,6 +14,8 @@ import {
   measure,
   stdinSource,
 } from '../../src/client/message-source.js'
+import {REPO_ROOT, cliBuilt} from '../reliability/serve-process.js'
+import {systemUser} from '../support/peers/proc.js'
 
 let dir: string
 beforeAll(async () => {
@@ -108,11 +112,24 @@ describe('file source', () => {
     expect((err as Error).message).toContain(path())
   })
 
-  test.skipIf(process.getuid?.() === 0)('unreadable: permission denied', async () => {
+  test('unreadable: permission denied (as root, checked as nobody in a child process)', async () => {
     const file = join(dir, 'secret.eml')
     await writeFile(file, 'x')
     await chmod(file, 0)
-    await expect(fileSource(file)).rejects.toThrow(/permission denied/)
+    if (process.getuid?.() !== 0) {
+      await expect(fileSource(file)).rejects.toThrow(/permission denied/)
+      return
+    }
+    // Root reads any file: the same call runs in a child that is `nobody` (the built module, as the CLI runs it).
+    const nobody = systemUser('nobody')
+    if (!nobody) throw new Error('no user nobody on this host: the permission check cannot run as root')
+    if (!cliBuilt()) throw new Error('dist/ is missing: run `npm run build` first (npm test does)')
+    await chmod(dir, 0o755)
+    const mod = pathToFileURL(join(REPO_ROOT, 'dist', 'client', 'message-source.js')).href
+    const script = `const {fileSource} = await import(${JSON.stringify(mod)}); await fileSource(process.argv[1]).then(() => console.log('opened'), (e) => console.log(e.constructor.name + ': ' + e.message))`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, file], {uid: nobody.uid, gid: nobody.gid, encoding: 'utf8'})
+    expect(r.stdout.trim()).toMatch(/^MessageSourceError: .*permission denied/)
+    expect(r.stdout).toContain(file)
   })
 })
 

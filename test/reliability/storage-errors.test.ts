@@ -11,6 +11,7 @@ import path from 'node:path'
 import {afterAll, afterEach, beforeEach, describe, expect, test} from 'vitest'
 import {type TestServer, deliveredFiles, startServe} from '../support/serve.js'
 import {brief, transact} from '../security/helpers.js'
+import {requireHost} from '../support/host-gate.js'
 
 const isRoot = process.getuid?.() === 0
 
@@ -82,10 +83,13 @@ describe('a file where a directory should be', () => {
   })
 })
 
-const canChattr = await chattrWorks()
-if (!canChattr) console.warn('[storage-errors] immutable-directory cases skipped: chattr +i needs root on ext4 (CI runs as root)')
+const chattrGate = requireHost(
+  'immutable-directory cases',
+  (await chattrWorks()) ? undefined : 'chattr +i does not work here (needs root on ext4 or xfs; tmpfs and overlayfs refuse it)',
+)
 
-describe.skipIf(!canChattr)('a directory that cannot be written (chattr +i: root ignores permission bits)', () => {
+describe.skipIf(chattrGate.skip)('a directory that cannot be written (chattr +i: root ignores permission bits)', () => {
+  beforeEach(() => chattrGate.check())
   const immutable: string[] = []
   afterEach(() => {
     for (const d of immutable.splice(0)) execFileSync('chattr', ['-i', d])

@@ -14,9 +14,12 @@ import {systemUser} from '../support/peers/proc.js'
 
 const nobody = systemUser('nobody')
 
-describe.skipIf(requireHost('--record directory checks', needRoot('to hand a directory to nobody')).skip)('serve --record DIR prepared by someone else', () => {
+const gate = requireHost('--record directory checks', needRoot('to hand a directory to nobody'))
+
+describe.skipIf(gate.skip)('serve --record DIR prepared by someone else', () => {
   let dir = ''
   beforeEach(async () => {
+    gate.check()
     if (!cliBuilt()) throw new Error('dist/ is missing: run `npm run build` first (npm test does)')
     dir = await mkdtemp(path.join(os.tmpdir(), 'lmtp-recdir-'))
   })

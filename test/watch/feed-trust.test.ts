@@ -18,9 +18,12 @@ import {systemUser} from '../support/peers/proc.js'
 
 const nobody = systemUser('nobody')
 
-describe.skipIf(requireHost('planted feed sockets', needRoot('to chown a planted socket to nobody')).skip)('a planted feed socket', () => {
+const gate = requireHost('planted feed sockets', needRoot('to chown a planted socket to nobody'))
+
+describe.skipIf(gate.skip)('a planted feed socket', () => {
   let dir = ''
   beforeEach(async () => {
+    gate.check()
     dir = await mkdtemp(join(tmpdir(), 'lmtp-planted-'))
   })
   afterEach(async () => {
