@@ -49,7 +49,7 @@ async function transaction(
 ): Promise<TransactionResult> {
   const client = await ctx.openClient()
   try {
-    const res = await client.send({from: '', to, body: once(body), verifyReplyCount: true, ...extra})
+    const res = await client.send({from: '', to, body: once(body), verifyReplyCount: true, lastInSession: true, ...extra})
     observeTransaction(ctx, res)
     return res
   } finally {

@@ -23,15 +23,15 @@ export interface ProbeRun {
   stderr: string
 }
 
-/** Runs `node bin/run.js probe ...args` with NO_COLOR; killed (by its pid) after `timeoutMs`. */
-export function runProbeCli(args: string[], timeoutMs = 60_000): Promise<ProbeRun> {
+/** Runs `node bin/run.js probe ...args` with NO_COLOR (and `env`); killed (by its pid) after `timeoutMs`. */
+export function runProbeCli(args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = {}): Promise<ProbeRun> {
   if (!existsSync(join(ROOT, 'dist/commands/probe.js'))) {
     throw new Error('dist/ is not built: run `npm run build` (npm test does it) before these tests')
   }
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'bin/run.js'), 'probe', ...args], {
       cwd: ROOT,
-      env: {...process.env, NO_COLOR: '1'},
+      env: {...process.env, NO_COLOR: '1', ...env},
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''

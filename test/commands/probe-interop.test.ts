@@ -5,7 +5,20 @@
  * mandatory in CI.
  */
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
-import {type AiosmtpdLmtp, type Dovecot, type Postfix, freePort, requirePeers, startAiosmtpdLmtp, startDovecot, startPostfix} from '../support/peers.js'
+import {
+  type AiosmtpdLmtp,
+  type Cyrus,
+  type Dovecot,
+  type Mailutils,
+  type Postfix,
+  freePort,
+  requirePeers,
+  startAiosmtpdLmtp,
+  startCyrus,
+  startDovecot,
+  startMailutils,
+  startPostfix,
+} from '../support/peers.js'
 import {reportOf, runProbeCli, statuses} from './probe-helpers.js'
 
 const dovecotGate = requirePeers('dovecot')
@@ -105,5 +118,81 @@ describe.skipIf(postfixGate.skip)("against Postfix's smtpd (an SMTP server)", ()
     const summary = await runProbeCli([`127.0.0.1:${postfix.smtpPort}`, '--summary'])
     expect(summary.code).toBe(2)
     expect(summary.stdout).toMatch(/^LMTP CRITICAL - 127\.0\.0\.1:\d+: an SMTP server, not LMTP, 1 fail \(lhlo\) \| /)
+  })
+})
+
+/**
+ * Cyrus and Mailutils: right about the reply count, but unlike lmtp serve (Cyrus's LHLO ends with a session id
+ * that changes per transaction; Mailutils takes one transaction per session and answers LHLO after DATA with
+ * 503). The probe's --timeout is longer than the test's own limit: a check that waited a timeout on either
+ * would fail the test, with no assertion on elapsed time.
+ */
+const SMUGGLING = ['smuggling-lf-dot-lf', 'smuggling-crlf-dot-lf', 'smuggling-lf-dot-crlf']
+const NO_WAIT = {timeout: 100_000}
+const cyrusGate = requirePeers('cyrus')
+describe.skipIf(cyrusGate.skip)('against Cyrus lmtpd', () => {
+  let cyrus: Cyrus
+  beforeAll(async () => {
+    cyrusGate.check()
+    cyrus = await startCyrus()
+  }, 120_000)
+  afterAll(async () => {
+    await cyrus?.stop()
+  })
+
+  test('-a port, --deliver-to: only the three true smuggling FAILs; one reply per recipient; codes on the last line count', NO_WAIT, async () => {
+    const run = await runProbeCli([`127.0.0.1:${cyrus.lmtpPort}`, '--deliver-to', 'alice@example.com,nobody@example.com', '--timeout', '300s', '--json'], 90_000)
+    expect(run.code).toBe(76)
+    const report = reportOf(run)
+    expect(report.checks.filter((c) => c.status === 'fail').map((c) => c.id)).toEqual(SMUGGLING)
+    expect(statuses(report)).toMatchObject({'reply-per-recipient': 'pass', 'dot-stuffing': 'pass', 'enhanced-codes': 'pass', 'pipelining-order': 'pass', auth: 'pass'})
+    expect(report.checks.find((c) => c.id === 'smuggling-lf-dot-lf')?.detail).toMatch(/second, forged message was delivered.*closed upstream when Postfix is the only client/)
+    expect(report.lhlo?.freeText).toEqual([expect.stringMatching(/^Ok SESSIONID=</)])
+    expect(report.lhlo?.capabilities.map((c) => c.keyword)).not.toContain('OK')
+    // Cyrus is not Dovecot: the comparison stays.
+    expect(report.checks.find((c) => c.id === 'mail-before-lhlo')?.detail).toMatch(/Dovecot does this too/)
+  })
+
+  test('AUTH port without --auth: named as a finding with the next step; pipelined order judged right', NO_WAIT, async () => {
+    const run = await runProbeCli([`127.0.0.1:${cyrus.authPort}`, '--timeout', '300s', '--json'], 90_000)
+    const report = reportOf(run)
+    expect(report.auth).toMatchObject({required: true, mechanisms: ['PLAIN', 'LOGIN']})
+    expect(report.checks.find((c) => c.id === 'auth')).toMatchObject({status: 'warn', detail: expect.stringMatching(/requires authentication.*--auth USER/)})
+    expect(report.checks.find((c) => c.id === 'pipelining-order')).toMatchObject({status: 'pass', detail: expect.stringMatching(/430, 430, 503, 250, 250/)})
+  })
+
+  test('AUTH port with --auth: every session authenticates and the delivery checks run', NO_WAIT, async () => {
+    const run = await runProbeCli(
+      [`127.0.0.1:${cyrus.authPort}`, '--auth', cyrus.authUser, '--deliver-to', 'bob@example.com', '--only', 'auth,reply-per-recipient,dot-stuffing,smuggling-lf-dot-lf', '--timeout', '300s', '--json'],
+      90_000,
+      {LMTP_AUTH_PASSWORD: cyrus.authPassword},
+    )
+    const report = reportOf(run)
+    expect(statuses(report)).toEqual({auth: 'pass', 'reply-per-recipient': 'pass', 'dot-stuffing': 'pass', 'smuggling-lf-dot-lf': 'fail'})
+    expect(report.auth?.user).toBe(cyrus.authUser)
+  })
+})
+
+const mailutilsGate = requirePeers('mailutils')
+describe.skipIf(mailutilsGate.skip)('against GNU Mailutils lmtpd', () => {
+  let mu: Mailutils
+  beforeAll(async () => {
+    mailutilsGate.check()
+    mu = await startMailutils()
+  }, 120_000)
+  afterAll(async () => {
+    await mu?.stop()
+  })
+
+  test('--deliver-to: no false smuggling or reply-count FAIL; the injected lines stay inside one message', NO_WAIT, async () => {
+    const run = await runProbeCli([`127.0.0.1:${mu.port}`, '--deliver-to', 'mail@example.com', '--timeout', '300s', '--json'], 90_000)
+    const report = reportOf(run)
+    // NOOP answered 503 is true (RFC 5321 §4.5.1 requires NOOP): the only failure.
+    expect(report.checks.filter((c) => c.status === 'fail').map((c) => c.id)).toEqual(['rset-noop'])
+    expect(statuses(report)).toMatchObject({'reply-per-recipient': 'pass', 'dot-stuffing': 'pass', 'pipelining-order': 'pass', ...Object.fromEntries(SMUGGLING.map((id) => [id, 'pass']))})
+    const stored = await mu.messages('mail')
+    const smuggled = stored.filter((m) => m.includes('SMUGGLED message'))
+    expect(smuggled).toHaveLength(3)
+    for (const m of smuggled) expect(m).toMatch(/^Subject: lmtp probe: SMTP smuggling with /m)
   })
 })
