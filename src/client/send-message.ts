@@ -7,7 +7,7 @@
  */
 import {type Target, formatTarget} from '../net/target.js'
 import type {Capabilities} from '../protocol/capabilities.js'
-import {type RecipientResult, uniformTimeouts} from '../protocol/client.js'
+import {type RecipientResult, type TransactionResult, uniformTimeouts} from '../protocol/client.js'
 import type {MailParams} from '../protocol/command.js'
 import {replyText} from '../protocol/reply.js'
 import {EXIT, type ExitCode} from '../util/exit-codes.js'
@@ -155,32 +155,29 @@ const PROGRESS: Partial<Record<SessionPhase, (server: string) => string>> = {
   auth: (s) => `authenticating with ${s}`,
 }
 
-/**
- * Sends one message. Resolves with the report whenever the transaction ran (whatever the recipients' outcomes
- * or a server's protocol violation during it); rejects with a SendError carrying the exit code when it could
- * not run: unreadable message (66), connection failure or stall before the transaction (74), a check that fails
- * before sending (65, nothing sent), a server that refuses the session (69/75), lacks what was asked for (69),
- * refuses the credentials (78) or breaks the protocol before the transaction (76). Never leaves a message
- * half-sent: a read error mid-body closes the connection before the end of data, so the server discards it.
- */
-export async function sendMessage(options: SendOptions): Promise<SendReport> {
-  const t0 = Date.now()
-  const server = formatTarget(options.target)
-  const progress = options.onProgress ?? (() => {})
-  const note = (text: string): void => options.trace?.({direction: '*', text, ms: Date.now() - t0})
+/** Where sendMessage reports what happens: transcript notes and the spinner's text. */
+interface Narrator {
+  t0: number
+  server: string
+  note: (text: string) => void
+  progress: (text: string) => void
+}
 
-  progress(`reading the message (${options.source.description})`)
-  let info: MessageInfo
+/** Measures the message (size, 8-bit) before anything is sent; an unreadable one is a SendError (66/74). */
+async function scanMessage(options: SendOptions, n: Narrator): Promise<MessageInfo> {
+  n.progress(`reading the message (${options.source.description})`)
   try {
-    info = await options.source.scan()
+    return await options.source.scan()
   } catch (err) {
     if (err instanceof MessageSourceError) throw new SendError(err.message, EXIT.noInput)
     throw new SendError(`reading the message failed: ${(err as Error).message}`, EXIT.ioErr)
   }
+}
 
-  let session: OpenSession
+/** Opens the session with send's options; a session that cannot be opened is a SendError with its exit code. */
+async function openFor(options: SendOptions, n: Narrator): Promise<OpenSession> {
   try {
-    session = await openSession(options.target, {
+    const session = await openSession(options.target, {
       lhloName: options.lhlo,
       starttls: options.starttls,
       tlsInsecure: options.tlsInsecure,
@@ -191,35 +188,31 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
       connectTimeoutMs: options.timeoutMs ?? 30_000,
       trace: options.trace
         ? (direction, line) => {
-            const ms = Date.now() - t0
+            const ms = Date.now() - n.t0
             for (const l of line.split('\n')) options.trace!({direction, text: l, ms})
           }
         : undefined,
       onPhase: (e) => {
         if (e.state === 'start') {
-          const text = PROGRESS[e.phase]?.(server)
-          if (text) progress(text)
-        } else if (e.phase === 'connect') note(`connected to ${server} in ${e.ms} ms`)
-        else if (e.phase === 'tls') note(`TLS handshake done in ${e.ms} ms`)
+          const text = PROGRESS[e.phase]?.(n.server)
+          if (text) n.progress(text)
+        } else if (e.phase === 'connect') n.note(`connected to ${n.server} in ${e.ms} ms`)
+        else if (e.phase === 'tls') n.note(`TLS handshake done in ${e.ms} ms`)
       },
     })
+    const t = session.tls
+    if (t) n.note(`TLS established: ${t.protocol} ${t.cipher}, certificate ${t.verified ? 'verified' : `NOT verified (${t.verifyError})`}`)
+    return session
   } catch (err) {
     if (err instanceof SessionOpenError) throw new SendError(err.message, exitCodeForSessionError(err))
     throw err
   }
-  const {client, capabilities: caps} = session
-  if (session.tls) {
-    const t = session.tls
-    note(`TLS established: ${t.protocol} ${t.cipher}, certificate ${t.verified ? 'verified' : `NOT verified (${t.verifyError})`}`)
-  }
+}
 
-  const checked = preflight({capabilities: caps, message: info, from: options.from, to: options.to, server})
-  if (checked.problems.length > 0) {
-    await client.quit()
-    throw new SendError(`nothing was sent: ${checked.problems.join('; and ')}`, EXIT.dataErr)
-  }
-
-  progress(`sending ${info.size} octets to ${options.to.length} recipient${options.to.length === 1 ? '' : 's'}`)
+/** The one transaction, as the session's last (QUIT is the reply-count marker); a body read error is a SendError. */
+async function transact(options: SendOptions, session: OpenSession, info: MessageInfo, params: MailParams, n: Narrator): Promise<TransactionResult> {
+  const {client} = session
+  n.progress(`sending ${info.size} octets to ${options.to.length} recipient${options.to.length === 1 ? '' : 's'}`)
   let bodyError: Error | undefined
   async function* body(): AsyncIterable<Buffer> {
     try {
@@ -229,11 +222,10 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
       throw err
     }
   }
-  const pipelined = (options.pipelining ?? true) && caps.pipelining
   const result = await client.send({
     from: options.from,
     to: options.to,
-    params: checked.params,
+    params,
     body: body(),
     bdat: options.bdat,
     chunkSize: options.chunkSize,
@@ -241,10 +233,10 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
     verifyReplyCount: true,
     lastInSession: true,
     onPhase: (phase) => {
-      if (phase === 'body') note(`message body: ${info.size} octets${options.bdat ? ' in BDAT chunks' : ', dot-stuffed, ended by <CRLF>.<CRLF>'}`)
+      if (phase === 'body') n.note(`message body: ${info.size} octets${options.bdat ? ' in BDAT chunks' : ', dot-stuffed, ended by <CRLF>.<CRLF>'}`)
       else {
         options.onBodySent?.()
-        progress('message sent, waiting for the per-recipient replies')
+        n.progress('message sent, waiting for the per-recipient replies')
       }
     },
   })
@@ -256,15 +248,44 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
       bodyError instanceof MessageSourceError ? EXIT.noInput : EXIT.ioErr,
     )
   }
-  if (result.violation) note(`protocol violation: ${result.violation}`)
+  return result
+}
+
+/**
+ * Sends one message. Resolves with the report whenever the transaction ran (whatever the recipients' outcomes
+ * or a server's protocol violation during it); rejects with a SendError carrying the exit code when it could
+ * not run: unreadable message (66), connection failure or stall before the transaction (74), a check that fails
+ * before sending (65, nothing sent), a server that refuses the session (69/75), lacks what was asked for (69),
+ * refuses the credentials (78) or breaks the protocol before the transaction (76). Never leaves a message
+ * half-sent: a read error mid-body closes the connection before the end of data, so the server discards it.
+ */
+export async function sendMessage(options: SendOptions): Promise<SendReport> {
+  const t0 = Date.now()
+  const n: Narrator = {
+    t0,
+    server: formatTarget(options.target),
+    note: (text) => options.trace?.({direction: '*', text, ms: Date.now() - t0}),
+    progress: options.onProgress ?? (() => {}),
+  }
+  const info = await scanMessage(options, n)
+  const session = await openFor(options, n)
+  const caps = session.capabilities
+  const checked = preflight({capabilities: caps, message: info, from: options.from, to: options.to, server: n.server})
+  if (checked.problems.length > 0) {
+    await session.client.quit()
+    throw new SendError(`nothing was sent: ${checked.problems.join('; and ')}`, EXIT.dataErr)
+  }
+  const result = await transact(options, session, info, checked.params, n)
+  if (result.violation) n.note(`protocol violation: ${result.violation}`)
   const authRequired = !options.auth && requiresAuth(result.mail) ? AUTH_REQUIRED_HINT : undefined
-  if (authRequired) note(authRequired)
-  progress('closing')
-  await client.quit()
+  if (authRequired) n.note(authRequired)
+  n.progress('closing')
+  await session.client.quit()
 
   const s = session.timings
+  const r = result.timings
   return {
-    server,
+    server: n.server,
     greeting: {code: session.greeting.code, text: replyText(session.greeting)},
     capabilities: capabilitySummary(caps),
     tls: session.tls,
@@ -272,24 +293,13 @@ export async function sendMessage(options: SendOptions): Promise<SendReport> {
     message: {source: options.source.description, size: info.size, eightBit: info.has8bit},
     envelope: {from: options.from, to: options.to, params: checked.params},
     method: options.bdat ? 'BDAT' : 'DATA',
-    pipelined,
+    pipelined: (options.pipelining ?? true) && caps.pipelining,
     mail: {code: result.mail.code, enhanced: result.mail.enhanced, text: replyText(result.mail)},
     recipients: result.recipients,
     summary: countOutcomes(result.recipients),
     violation: result.violation ?? null,
     ...(authRequired ? {authRequired} : {}),
-    timings: {
-      connectMs: s.connectMs,
-      greetingMs: s.greetingMs,
-      lhloMs: s.lhloMs,
-      tlsMs: s.tlsMs,
-      authMs: s.authMs,
-      mailMs: result.timings.mailMs,
-      rcptMs: result.timings.rcptMs,
-      dataMs: result.timings.dataMs,
-      deliveryMs: result.timings.deliveryMs,
-      totalMs: Date.now() - t0,
-    },
+    timings: {...s, mailMs: r.mailMs, rcptMs: r.rcptMs, dataMs: r.dataMs, deliveryMs: r.deliveryMs, totalMs: Date.now() - t0},
     exitCode: exitCodeFor(result.recipients, result.violation, {authRequired: authRequired !== undefined}),
   }
 }
