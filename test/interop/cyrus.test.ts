@@ -11,7 +11,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, expect, test} from 'vitest'
 import {runCli} from '../client/run-cli.js'
 import {type Cyrus, describePeers, startCyrus} from '../support/peers.js'
-import {RUN_LIMIT_MS, replayJson, rows, sendArgs, sendJson, writeEmlCorpus} from './client-runs.js'
+import {check, checkIds, DELIVERY_CHECKS, isForgedBySmuggling, probeJson, RUN_LIMIT_MS, replayJson, rows, SMUGGLING_CHECKS, sendArgs, sendJson, writeEmlCorpus} from './client-runs.js'
 
 describePeers('lmtp send, probe, replay -> Cyrus IMAP lmtpd', ['cyrus'], () => {
   let cyrus: Cyrus
@@ -82,6 +82,31 @@ describePeers('lmtp send, probe, replay -> Cyrus IMAP lmtpd', ['cyrus'], () => {
     expect(run.code).not.toBeNull()
     expect([0, 76]).not.toContain(run.code)
     expect(await cyrus.countMessages('dave')).toBe(before)
+  })
+
+  test('probe --deliver-to: the only FAILs are the three smuggling checks, and they are true', async () => {
+    const forgedBefore = (await cyrus.messages('dave')).filter(isForgedBySmuggling).length
+    const {run, json} = await probeJson(lmtp, '--deliver-to', 'dave@example.com')
+    expect(checkIds(json, 'fail')).toEqual([...SMUGGLING_CHECKS])
+    for (const id of [...DELIVERY_CHECKS, 'pipelining-order', 'enhanced-codes']) expect(check(json, id)).toMatchObject({status: 'pass'})
+    expect(run.code).toBe(76)
+    // True findings: each smuggling check really got a forged message of its own stored.
+    const forged = (await cyrus.messages('dave')).filter(isForgedBySmuggling).length
+    expect(forged - forgedBefore).toBe(SMUGGLING_CHECKS.length)
+  })
+
+  test("probe: LHLO's last line `Ok SESSIONID=<...>` is not listed as a capability", async () => {
+    const {json} = await probeJson(lmtp)
+    expect(json.lhlo?.capabilities.map((c) => c.keyword)).toEqual(['8BITMIME', 'ENHANCEDSTATUSCODES', 'PIPELINING', 'SIZE', 'AUTH', 'IGNOREQUOTA'])
+    expect(checkIds(json, 'fail')).toEqual([])
+  })
+
+  test('probe of the AUTH-required port: pipelined replies in order pass, and the AUTH requirement is named', async () => {
+    const {json} = await probeJson(auth)
+    expect(check(json, 'pipelining-order')).toMatchObject({status: 'pass'})
+    expect(json.lhlo?.capabilities.map((c) => c.keyword)).not.toContain('OK')
+    const named = json.checks.filter((c) => /auth/i.test(`${c.id} ${c.title}`) && /requires? (LMTP )?auth/i.test(`${c.title} ${c.detail}`))
+    expect(named, JSON.stringify(json.checks, null, 1)).not.toEqual([])
   })
 
   test('replay of 20 messages (.eml dir) into Cyrus: all delivered, exit 0, no session counted lost', async () => {

@@ -10,7 +10,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, expect, test} from 'vitest'
 import {runCli} from '../client/run-cli.js'
 import {describePeers, type Mailutils, startMailutils} from '../support/peers.js'
-import {RUN_LIMIT_MS, rows, sendArgs, sendJson} from './client-runs.js'
+import {check, checkIds, DELIVERY_CHECKS, isForgedBySmuggling, probeJson, RUN_LIMIT_MS, rows, SMUGGLING_CHECKS, sendArgs, sendJson} from './client-runs.js'
 
 describePeers('lmtp send, probe, replay -> GNU Mailutils lmtpd', ['mailutils'], () => {
   let mu: Mailutils
@@ -53,5 +53,25 @@ describePeers('lmtp send, probe, replay -> GNU Mailutils lmtpd', ['mailutils'], 
     expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^2\\s+${unknown.replace(/\./g, '\\.')}\\s+rejected\\s+RCPT\\s+550\\s+5\\.1\\.1\\s`)))
     expect(`${run.stdout}${run.stderr}`).not.toMatch(/violation|more replies/i)
     expect(run.code).toBe(69)
+  })
+
+  test('probe --deliver-to: no false FAIL (one reply per recipient, dot-stuffing, smuggling, pipelined order)', async () => {
+    const smuggledInside = async () => (await mu.messages('mail')).filter((m) => m.includes('SMUGGLED')).length
+    const before = await smuggledInside()
+    const {json} = await probeJson(server, '--deliver-to', 'mail@example.com')
+    for (const id of [...DELIVERY_CHECKS, ...SMUGGLING_CHECKS, 'pipelining-order', 'enhanced-codes']) {
+      expect(check(json, id)).toMatchObject({status: 'pass'})
+    }
+    // The one true FAIL: NOOP is a command every server MUST implement (RFC 5321 §4.5.1); Mailutils answers 503.
+    expect(checkIds(json, 'fail')).toEqual(['rset-noop'])
+    // Nothing was forged: the injected lines are stored inside the probe's own messages.
+    expect((await mu.messages('mail')).filter(isForgedBySmuggling)).toEqual([])
+    expect((await smuggledInside()) - before).toBe(SMUGGLING_CHECKS.length)
+  })
+
+  test('probe without --deliver-to: pipelined replies in order pass although NOOP is answered 503', async () => {
+    const {json} = await probeJson(server)
+    expect(check(json, 'pipelining-order')).toMatchObject({status: 'pass'})
+    expect(checkIds(json, 'fail')).toEqual(['rset-noop'])
   })
 })
