@@ -147,8 +147,8 @@ export function maildirsizeMismatches(survey: Map<string, MailboxSurvey>): strin
     )
 }
 
-/** Runs `sessions` sessions of `count` transactions each, with ids unique across all of them. */
-export async function runLoad(sessions: number, count: number, plan: (s: number) => SessionPlan, ledger: Ledger): Promise<void> {
+/** Runs `sessions` sessions of `count` transactions each, with ids unique across all of them (`<prefix><n>`). */
+export async function runLoad(sessions: number, count: number, plan: (s: number) => SessionPlan, ledger: Ledger, prefix = 'm'): Promise<void> {
   let counter = 0
-  await Promise.all(Array.from({length: sessions}, (_, s) => runSession(`s${s}`, count, plan(s), ledger, () => `m${++counter}`)))
+  await Promise.all(Array.from({length: sessions}, (_, s) => runSession(`s${s}`, count, plan(s), ledger, () => `${prefix}${++counter}`)))
 }

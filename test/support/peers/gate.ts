@@ -49,6 +49,7 @@ export type PeerName =
   | 'aiosmtpd'
   | 'openssl'
   | 'systemd'
+  | 'haproxy'
 
 /** Every peer name, for tables and messages. */
 export const PEER_NAMES: readonly PeerName[] = [
@@ -63,6 +64,7 @@ export const PEER_NAMES: readonly PeerName[] = [
   'aiosmtpd',
   'openssl',
   'systemd',
+  'haproxy',
 ]
 
 /** The command that installs every peer (Debian 12, as root). */
@@ -115,6 +117,7 @@ function missingReason(name: PeerName): string | undefined {
     case 'smtp-source':
     case 'smtp-sink':
     case 'openssl':
+    case 'haproxy':
       return needProgram(name)
     case 'python3':
       return needProgram(DEBIAN_PYTHON)
