@@ -19,7 +19,7 @@ export function sizeFlag(name: string, value: string): number {
  * Parses a duration flag (`--timeout 30s`, `5m`, `500ms`, a bare number of seconds) into milliseconds; the one
  * form every command's `--timeout` takes. Throws CliError(64) naming the flag when it is not a positive duration.
  */
-export function durationFlag(name: string, value: string): number {
+export function durationFlag(name: string, value: string, options: {allowZero?: boolean} = {}): number {
   let ms: number
   try {
     ms = parseDuration(value)
@@ -27,6 +27,7 @@ export function durationFlag(name: string, value: string): number {
     if (err instanceof UnitSyntaxError) throw new CliError(`${name} ${JSON.stringify(value)}: ${err.message}`, EXIT.usage)
     throw err
   }
+  if (options.allowZero && ms === 0) return 0
   if (!(ms > 0)) throw new CliError(`${name} ${JSON.stringify(value)}: give a duration greater than 0, e.g. 30s, 5m or 500ms`, EXIT.usage)
   return Math.round(ms)
 }

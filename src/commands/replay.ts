@@ -81,7 +81,7 @@ sent; 76 the server broke the protocol (or, with --compare, a recipient's outcom
       description: 'record what was sent in FILE (appended as results come); a run with the same FILE skips what it lists: recipients delivered or rejected, not those deferred',
       helpValue: 'FILE',
     }),
-    'reconnect-for': Flags.string({description: 'keep reconnecting to a server that went away for this long', default: '30s'}),
+    'reconnect-for': Flags.string({description: 'keep reconnecting to a server that went away for this long (0s: never reconnect)', default: '30s'}),
     'keep-trace-headers': Flags.boolean({
       description: 'corpus: keep the Return-Path / Delivered-To / X-Original-To fields at the top of each message (by default they are left out: the server adds its own)',
     }),
@@ -165,7 +165,7 @@ async function planRun(
     originalTiming: flags.timing === 'original',
     speed: positive('--speed', flags.speed),
     durationMs,
-    reconnectForMs: durationFlag('--reconnect-for', flags['reconnect-for']),
+    reconnectForMs: durationFlag('--reconnect-for', flags['reconnect-for'], {allowZero: true}),
   }
   const envelope = {to: to && to.length > 0 ? to : undefined}
   if (generateSize !== undefined) {

@@ -47,6 +47,19 @@ describe('--timeout', () => {
   })
 })
 
+describe('--reconnect-for (zero allowed: never reconnect)', () => {
+  test.each([
+    ['0', 0],
+    ['0s', 0],
+    ['30s', 30_000],
+  ])('%s is %i ms', (text, ms) => {
+    expect(durationFlag('--reconnect-for', text, {allowZero: true})).toBe(ms)
+  })
+  test('a negative duration is still a usage error', () => {
+    expect(() => durationFlag('--reconnect-for', '-1', {allowZero: true})).toThrow(CliError)
+  })
+})
+
 describe('connectionSettings', () => {
   test('defaults', async () => {
     const s = await connectionSettings({lhlo: 'me.test'}, local, {})
