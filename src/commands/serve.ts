@@ -9,6 +9,7 @@ import {type Target, TargetError, parseTarget} from '../net/target.js'
 import {CidrList} from '../net/proxy-protocol.js'
 import {DEFAULT_PROXY_TRUSTED} from '../server/proxy-accept.js'
 import {runWorkers, type WorkerMessage, WorkersError} from '../server/workers.js'
+import {createLogger} from '../server/logger.js'
 import {drawLiveOnTerminal} from '../cli/terminal.js'
 import {sizeFlag} from '../cli/flag-values.js'
 import {
@@ -115,6 +116,10 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       min: 1,
       max: 256,
     }),
+    metrics: Flags.string({
+      description: 'serve Prometheus metrics (/metrics) and a health check (/healthz) over HTTP on HOST:PORT',
+      helpValue: 'HOST:PORT',
+    }),
     'shutdown-grace': Flags.integer({description: 'seconds to let transactions finish on SIGTERM/SIGINT', default: 30, min: 0}),
   }
 
@@ -178,6 +183,7 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
       logFormat: flags['log-format'] as 'text' | 'json',
       shutdownGraceMs: flags['shutdown-grace'] * 1000,
       record: flags.record,
+      metrics: flags.metrics === undefined ? undefined : parseMetricsTarget(flags.metrics),
       // With --json the final summary owns stdout; log lines go to stderr.
       log: this.jsonEnabled() ? (line) => process.stderr.write(`${line}\n`) : (line) => process.stdout.write(`${line}\n`),
     }
@@ -215,12 +221,12 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
 
   /** The primary of `serve --workers N` (see src/server/workers.ts): forks, supervises, stops, sums up. */
   private async superviseWorkers(flags: ServeFlags, options: ServeOptions): Promise<ServeSummary> {
-    for (const f of ['tui', 'record', 'events', 'user', 'check-config'] as const) {
+    // --metrics: each worker would bind the same port, and the primary has no metrics of its own yet.
+    for (const f of ['tui', 'record', 'events', 'user', 'check-config', 'metrics'] as const) {
       if (flags[f]) throw new CliError(`--${f} cannot be combined with --workers ${flags.workers} yet: leave one of them out`, EXIT.usage)
     }
     if (process.env.LISTEN_FDS) throw new CliError('--workers cannot share sockets passed by systemd: use --listen, or --workers 1', EXIT.usage)
-    const log = options.log
-    const format = options.logFormat
+    const logger = createLogger(options.logFormat, options.log)
     try {
       return await runWorkers({
         workers: flags.workers,
@@ -229,8 +235,7 @@ Stops gracefully on SIGTERM/SIGINT: transactions in flight finish, idle sessions
         args: [this.id ?? 'serve', ...this.argv.filter((a) => a !== '--json')],
         workerStdout: this.jsonEnabled() ? 2 : 1,
         shutdownGraceMs: options.shutdownGraceMs,
-        log: (level, message, fields = {}) =>
-          log(format === 'json' ? JSON.stringify({time: new Date().toISOString(), level, message, ...fields}) : `${level === 'warn' ? 'warning: ' : 'lmtp serve: '}${message}`),
+        log: (level, message, fields = {}) => logger.say(level, message, fields),
       })
     } catch (err) {
       if (err instanceof WorkersError) throw new CliError(err.message, EXIT.unavailable)
@@ -254,6 +259,12 @@ function trustedNetworks(text: string): CidrList {
   } catch (err) {
     throw new CliError(`--proxy-protocol-from: ${(err as Error).message}`, EXIT.usage)
   }
+}
+
+function parseMetricsTarget(text: string): {host: string; port: number} {
+  const t = target('--metrics', text)
+  if (t.kind === 'tcp') return {host: t.host, port: t.port}
+  throw new CliError(`--metrics ${text}: metrics are served over HTTP on TCP: write HOST:PORT, e.g. 127.0.0.1:9124`, EXIT.usage)
 }
 
 function parseMode(text: string): number {

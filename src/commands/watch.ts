@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {CliError, EXIT} from '../cli/exit-codes.js'
 import {SocketFeed} from '../watch/feed-client.js'
-import {defaultEventsPaths} from '../watch/feed-format.js'
+import {defaultEventsPaths} from '../protocol/feed-format.js'
 import {streamJson} from '../watch/json-stream.js'
 import {drawLiveOnTerminal} from '../cli/terminal.js'
 

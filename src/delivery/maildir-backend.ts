@@ -16,6 +16,7 @@ import type {
   SessionInfo,
   Spool,
 } from '../protocol/backend.js'
+import {causeOf} from '../protocol/backend.js'
 import {perRecipient, R} from '../protocol/replies.js'
 import {isInside, type ResolvedMailbox, resolveMailbox, SPOOL_DIR, POSTMASTER_DIR} from './mailbox.js'
 import {
@@ -142,6 +143,7 @@ export class MaildirBackend implements Backend {
           return {
             ok: false,
             reply: this.options.overQuota === 'permanent' ? R.mailboxFullAtRcptPerm : R.mailboxFullAtRcpt,
+            mailbox: mailbox.name,
           }
         }
       } catch (err) {
@@ -209,12 +211,16 @@ export class MaildirBackend implements Backend {
     })
     const quota = this.quotaFor(r.path)
     try {
-      if (quota === undefined) return await this.write(rcpt, mailbox, headers, spool)
-      return await this.writeWithinQuota(rcpt, mailbox, headers, spool, quota)
+      if (quota === undefined) return await this.write(rcpt, envelope.transactionId, mailbox, headers, spool)
+      return await this.writeWithinQuota(rcpt, envelope.transactionId, mailbox, headers, spool, quota)
     } catch (err) {
-      if (err instanceof QuotaRefusal) return {reply: this.quotaReply(rcpt, err.verdict)}
-      this.options.onWarning?.(`delivery to ${mailbox.name} failed`, err)
-      return {reply: isDiskFullError(err) ? perRecipient.diskFull(rcpt) : perRecipient.localError(rcpt)}
+      if (err instanceof QuotaRefusal) return {reply: this.quotaReply(rcpt, err.verdict), mailbox: mailbox.name}
+      // No warning line: the recipient's own log line carries the cause.
+      return {
+        reply: isDiskFullError(err) ? perRecipient.diskFull(rcpt) : perRecipient.localError(rcpt),
+        mailbox: mailbox.name,
+        cause: causeOf(err),
+      }
     }
   }
 
@@ -231,6 +237,7 @@ export class MaildirBackend implements Backend {
    */
   private async writeWithinQuota(
     rcpt: string,
+    id: string,
     mailbox: ResolvedMailbox,
     headers: string,
     spool: FileSpool,
@@ -240,7 +247,7 @@ export class MaildirBackend implements Backend {
     if (expected > quota) throw new QuotaRefusal('tooBig')
     const peek = await peekUsage(mailbox.dir, quota)
     if (peek && peek.bytes + expected > quota) throw new QuotaRefusal('over')
-    return this.write(rcpt, mailbox, headers, spool, {
+    return this.write(rcpt, id, mailbox, headers, spool, {
       commit: (size, rename) => this.committer.reserveAndCommit(mailbox.dir, quota, size, rename),
       uncommit: (size, unlink) => this.committer.releaseAndRemove(mailbox.dir, size, unlink),
     })
@@ -248,6 +255,7 @@ export class MaildirBackend implements Backend {
 
   private async write(
     rcpt: string,
+    id: string,
     mailbox: ResolvedMailbox,
     headers: string,
     spool: FileSpool,
@@ -264,7 +272,7 @@ export class MaildirBackend implements Backend {
       fs: this.options.fs ?? realFs,
       ...hooks,
     })
-    return {reply: perRecipient.delivered(rcpt), mailbox: mailbox.name, bytes: written.size}
+    return {reply: perRecipient.delivered(rcpt, id), mailbox: mailbox.name, bytes: written.size, fsyncMs: written.fsyncMs}
   }
 
   /**
@@ -406,3 +414,4 @@ export function pidAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
+

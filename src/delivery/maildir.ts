@@ -402,6 +402,15 @@ export interface MaildirWriteResult {
   size: number
   /** Octets with CRLF line ends (`W=`). */
   virtualSize: number
+  /** Milliseconds spent waiting for the file's fsync and new/'s fsync. */
+  fsyncMs: number
+}
+
+/** A write or fsync error names no file: give it the one it was about (for the log's cause). */
+function withPath(err: unknown, file: string): unknown {
+  const e = err as NodeJS.ErrnoException | undefined
+  if (e && typeof e === 'object' && e.code && !e.path) e.path = file
+  return err
 }
 
 function isErrno(err: unknown, code: string): boolean {
@@ -433,6 +442,7 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
   }
 
   let open = true
+  let fsyncMs = 0
   let closing: Promise<void> | undefined
   try {
     let written: number
@@ -453,7 +463,9 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
       err.code = 'EIO'
       throw err
     }
+    const syncStart = performance.now()
     await out.sync()
+    fsyncMs = performance.now() - syncStart
     open = false
     // The data is on disk: the close runs alongside the rename and the directory fsync (one wait fewer per
     // delivery); its outcome is still checked before the message counts as delivered.
@@ -462,7 +474,7 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
   } catch (err) {
     if (open) await out.close().catch(() => undefined)
     await fs.unlink(tmpFile).catch(() => undefined)
-    throw err
+    throw withPath(err, tmpFile)
   }
 
   const rename = async (): Promise<void> => {
@@ -481,7 +493,9 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
     throw err
   }
   try {
+    const dirSyncStart = performance.now()
     await fsyncDirGrouped(path.join(w.dir, 'new'), fs)
+    fsyncMs += performance.now() - dirSyncStart
     await closing
   } catch (err) {
     // Not known to be durable: take it back so that the 4xx (and the client's retry) does not duplicate it.
@@ -489,7 +503,7 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
     await (w.uncommit ? w.uncommit(size, unlink) : unlink()).catch(() => undefined)
     throw err
   }
-  return {file: newFile, name, size, virtualSize}
+  return {file: newFile, name, size, virtualSize, fsyncMs}
 }
 
 /** Streams the spool file (CRLF) into `out` as LF in bounded memory, after the headers; returns octets written. */

@@ -37,7 +37,7 @@ export interface AcceptedRecipient {
 }
 
 /** The backend's answer at RCPT time. */
-export type RecipientCheck = {ok: true; mailbox?: string} | {ok: false; reply: Reply}
+export type RecipientCheck = {ok: true; mailbox?: string} | {ok: false; reply: Reply; mailbox?: string}
 
 /** Where the body goes while it streams in. The session writes un-stuffed bytes with CRLF line ends. */
 export interface Spool {
@@ -56,6 +56,10 @@ export interface DeliveryResult {
   mailbox?: string
   /** Octets stored for this recipient. */
   bytes?: number
+  /** Milliseconds spent in fsync for this recipient's file (metrics). */
+  fsyncMs?: number
+  /** A local failure's cause for the log: `ERRNO path` or a short text. */
+  cause?: string
 }
 
 /** What a session needs from delivery. */
@@ -90,4 +94,12 @@ export class BackendError extends Error {
     super(message)
     this.name = 'BackendError'
   }
+}
+
+/** A failure's cause for the log: `ERRNO path` for a system error, else its message. */
+export function causeOf(err: unknown): string {
+  const e = err as NodeJS.ErrnoException | undefined
+  if (e?.code && e.path) return `${e.code} ${e.path}`
+  if (e?.code) return `${e.code} ${e.message}`
+  return e instanceof Error ? e.message : String(err)
 }

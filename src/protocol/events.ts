@@ -36,9 +36,36 @@ export interface SessionOpenedEvent extends EventBase {
   listener: string
   transport: 'tcp' | 'unix'
 }
-/** A session closed; `reason` says why (quit, peer closed, idle timeout, too many errors, shutdown, error). */
+/**
+ * How a session ended. quit: the client sent QUIT. client-closed: the client closed the connection without
+ * QUIT, outside a message body. client-dropped-in-body: the client closed while sending a body (after 354, or
+ * between BDAT chunks). idle-timeout, too-many-errors (a limit): the server closed it with 421. shutdown: the
+ * server is stopping. tls-failed: the TLS handshake after STARTTLS failed.
+ */
+export type SessionEnd =
+  | 'quit'
+  | 'client-closed'
+  | 'client-dropped-in-body'
+  | 'idle-timeout'
+  | 'too-many-errors'
+  | 'shutdown'
+  | 'tls-failed'
+
+/** How a session ended, in the words the log and the dashboard use. */
+export const SESSION_END_TEXT: Readonly<Record<SessionEnd, string>> = {
+  quit: 'client QUIT',
+  'client-closed': 'client closed without QUIT',
+  'client-dropped-in-body': 'client dropped in the message body',
+  'idle-timeout': 'idle timeout',
+  'too-many-errors': 'too many errors (limit)',
+  shutdown: 'server shutdown',
+  'tls-failed': 'TLS handshake failed',
+}
+
+/** A session closed; `end` says how, `reason` is the same in words. */
 export interface SessionClosedEvent extends EventBase {
   type: 'session.closed'
+  end: SessionEnd
   reason: string
   bytesIn: number
   bytesOut: number
@@ -72,6 +99,8 @@ export interface TransactionStartedEvent extends EventBase {
   type: 'transaction.started'
   transactionId: string
   from: string
+  /** The size the client declared with MAIL's SIZE parameter, if any. */
+  size?: number
 }
 /** A recipient was accepted at RCPT (index = position among accepted recipients). */
 export interface RecipientAcceptedEvent extends EventBase {
@@ -85,6 +114,8 @@ export interface RecipientRejectedEvent extends EventBase {
   type: 'recipient.rejected'
   transactionId: string
   recipient: string
+  /** The mailbox the recipient maps to, when the refusal is about it (quota at RCPT). */
+  mailbox?: string
   code: number
   enhanced?: string
   text: string
@@ -95,6 +126,8 @@ export interface BodyReceivedEvent extends EventBase {
   transactionId: string
   bytes: number
   via: 'DATA' | 'BDAT'
+  /** The Message-ID header of the message, when it has one (read from the header section as it streams). */
+  messageId?: string
 }
 /** A recipient's final outcome after the body. */
 export interface RecipientResultEvent extends EventBase {
@@ -106,11 +139,15 @@ export interface RecipientResultEvent extends EventBase {
   code: number
   enhanced?: string
   text: string
-  /** Mailbox written to (server side) when delivered. */
+  /** The mailbox (server side): written to when delivered, or the one that refused (quota, local error). */
   mailbox?: string
   bytes: number
   /** Milliseconds from end of data to this recipient's reply. */
   latencyMs: number
+  /** Milliseconds spent in fsync (file and directory) for this recipient's file, when stored. */
+  fsyncMs?: number
+  /** For a local failure: what went wrong, as `ERRNO path` (e.g. `EACCES /srv/mail/example.com/alice/tmp`). */
+  cause?: string
 }
 /** A transaction ended (all per-recipient replies sent), or was reset/aborted. */
 export interface TransactionFinishedEvent extends EventBase {

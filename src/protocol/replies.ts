@@ -6,7 +6,11 @@ import {type Reply, reply} from './reply.js'
 
 /** Replies that carry a recipient name are built by these helpers so the text always names it. */
 export const perRecipient = {
-  delivered: (rcpt: string): Reply => reply(250, '2.0.0', `<${rcpt}> delivered`),
+  /**
+   * Stored. `id` is the delivery id (the transaction id), also in our log line, so the sender's log of this
+   * reply (Postfix: `status=sent (250 2.0.0 <rcpt> ID delivered)`) is joined to ours by grep.
+   */
+  delivered: (rcpt: string, id?: string): Reply => reply(250, '2.0.0', id ? `<${rcpt}> ${id} delivered` : `<${rcpt}> delivered`),
   overQuotaTemp: (rcpt: string): Reply => reply(452, '4.2.2', `<${rcpt}> mailbox full, try again later`),
   overQuotaPerm: (rcpt: string): Reply => reply(552, '5.2.2', `<${rcpt}> mailbox full`),
   tooBigForMailbox: (rcpt: string): Reply => reply(552, '5.2.3', `<${rcpt}> message larger than the mailbox quota`),

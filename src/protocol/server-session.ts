@@ -5,11 +5,11 @@
  * through SessionIO. No I/O of its own, so transcript tests drive it directly.
  */
 import type {Path} from './address.js'
-import {type AcceptedRecipient, type Backend, BackendError, type DeliveryResult, type Envelope, type SessionInfo, type Spool} from './backend.js'
+import {type AcceptedRecipient, type Backend, BackendError, type DeliveryResult, type Envelope, type SessionInfo, type Spool, causeOf} from './backend.js'
 import {formatCapabilities} from './capabilities.js'
 import {type Command, type MailParams, parseCommand} from './command.js'
-import type {LmtpEvent} from './events.js'
-import {outcomeOf} from './events.js'
+import {type LmtpEvent, type SessionEnd, outcomeOf} from './events.js'
+import {MessageIdScanner} from './message-id.js'
 import {R, perRecipient} from './replies.js'
 import {type Reply, formatReply, reply, replyText, withText} from './reply.js'
 import {DataDecoder} from './wire/dot-stuffing.js'
@@ -62,10 +62,14 @@ interface Transaction {
   spool?: Spool
   /** A whole-message failure decided while receiving (size limit, bare line ending, spool error). */
   failure?: Reply
+  /** The local cause of a spool failure (for the logs). */
+  failureCause?: string
   /** Octets received so far through BDAT. */
   bdatBytes: number
   /** BDAT line-ending scan: was the previous octet CR. */
   bdatPrevCr: boolean
+  /** Reads the Message-ID as the body streams (for the logs). */
+  messageId: MessageIdScanner
 }
 
 /** A BDAT chunk being read: how many octets remain, whether it is LAST, and whether to keep them. */
@@ -91,6 +95,7 @@ export class ServerSession {
   private lhloName = ''
   private tls = false
   private closeAfterTransaction = false
+  private ended: SessionEnd | undefined
   private queue: Promise<void> = Promise.resolve()
   private readonly maxMessageSize: number
   private readonly maxRecipients: number
@@ -136,9 +141,24 @@ export class ServerSession {
     return this.queue
   }
 
-  /** The peer went away: abort any transaction and throw its spool away. */
-  async abort(): Promise<void> {
+  /**
+   * How the session ended (once it has): set by the session when it closes the connection, or by
+   * {@link abort} when the client went away.
+   */
+  get end(): SessionEnd | undefined {
+    return this.ended
+  }
+
+  /**
+   * The connection is gone: abort any transaction and throw its spool away. `end` is how it ended when the
+   * session did not close it itself (default: the client closed, inside a message body or not).
+   */
+  async abort(end?: SessionEnd): Promise<void> {
     await this.queue.catch(() => {})
+    if (this.ended === undefined) {
+      const inBody = this.decoder !== undefined || this.chunk !== undefined || this.tx?.via !== undefined
+      this.ended = end ?? (inBody && this.stateValue !== 'DELIVERING' ? 'client-dropped-in-body' : 'client-closed')
+    }
     await this.resetTransaction(true)
     this.stateValue = 'CLOSED'
   }
@@ -147,7 +167,7 @@ export class ServerSession {
   idleTimeout(): void {
     if (this.stateValue === 'CLOSED') return
     this.send(R.idleTimeout)
-    this.close()
+    this.close('idle-timeout')
   }
 
   /**
@@ -158,7 +178,7 @@ export class ServerSession {
     if (this.stateValue === 'CLOSED') return true
     if (this.tx === undefined && this.stateValue !== 'DELIVERING') {
       this.send(R.shuttingDown)
-      this.close()
+      this.close('shutdown')
       return true
     }
     this.closeAfterTransaction = true
@@ -191,9 +211,10 @@ export class ServerSession {
     })
   }
 
-  private close(): void {
+  private close(end: SessionEnd): void {
     if (this.stateValue === 'CLOSED') return
     this.stateValue = 'CLOSED'
+    this.ended ??= end
     this.io.close()
   }
 
@@ -203,7 +224,7 @@ export class ServerSession {
     this.errors++
     if (this.errors >= this.maxErrors) {
       this.send(R.tooManyErrors)
-      this.close()
+      this.close('too-many-errors')
     }
   }
 
@@ -266,7 +287,7 @@ export class ServerSession {
       case 'QUIT':
         this.send(R.closing)
         await this.resetTransaction(true)
-        this.close()
+        this.close('quit')
         return
       case 'RSET':
         await this.resetTransaction(true)
@@ -330,7 +351,7 @@ export class ServerSession {
       this.lhloName = ''
       this.emit({type: 'tls', at: Date.now(), sessionId: this.options.sessionId, role: 'server', ...params})
     } catch {
-      this.close()
+      this.close('tls-failed')
     }
   }
 
@@ -343,7 +364,7 @@ export class ServerSession {
       return
     }
     const id = `${this.options.sessionId}.${++transactionCounter}`
-    this.tx = {id, from, params, recipients: [], bdatBytes: 0, bdatPrevCr: false}
+    this.tx = {id, from, params, recipients: [], bdatBytes: 0, bdatPrevCr: false, messageId: new MessageIdScanner()}
     this.stateValue = 'MAIL'
     this.send(R.senderOk)
     this.emit({
@@ -353,6 +374,7 @@ export class ServerSession {
       role: 'server',
       transactionId: id,
       from: from.address,
+      size: params.size,
     })
   }
 
@@ -361,7 +383,7 @@ export class ServerSession {
     const tx = this.tx
     if (!tx) return this.fail(R.mailFirst)
     if (tx.via) return this.fail(R.rcptAfterBody)
-    const refuse = (r: Reply): void => {
+    const refuse = (r: Reply, mailbox?: string): void => {
       this.send(r)
       this.emit({
         type: 'recipient.rejected',
@@ -370,6 +392,7 @@ export class ServerSession {
         role: 'server',
         transactionId: tx.id,
         recipient: to.address,
+        mailbox,
         code: r.code,
         enhanced: r.enhanced,
         text: replyText(r),
@@ -383,7 +406,7 @@ export class ServerSession {
     } catch {
       check = {ok: false, reply: R.localError}
     }
-    if (!check.ok) return refuse(check.reply)
+    if (!check.ok) return refuse(check.reply, check.mailbox)
     const index = tx.recipients.length
     tx.recipients.push({index, path: to, mailbox: check.mailbox})
     this.stateValue = 'RCPT'
@@ -405,6 +428,7 @@ export class ServerSession {
       return true
     } catch (err) {
       tx.failure = replyForError(err)
+      tx.failureCause = causeOf(err)
       return false
     }
   }
@@ -450,10 +474,12 @@ export class ServerSession {
   }
 
   private async spoolWrite(tx: Transaction, part: Buffer): Promise<void> {
+    tx.messageId.push(part)
     try {
       await tx.spool!.write(part)
     } catch (err) {
       tx.failure = replyForError(err)
+      tx.failureCause = causeOf(err)
     }
   }
 
@@ -526,6 +552,7 @@ export class ServerSession {
       transactionId: tx.id,
       bytes: size,
       via: tx.via ?? 'DATA',
+      messageId: tx.messageId.messageId,
     })
     const n = tx.recipients.length
     const results: (DeliveryResult | undefined)[] = new Array(n)
@@ -553,6 +580,8 @@ export class ServerSession {
           mailbox: res.mailbox,
           bytes: res.bytes ?? 0,
           latencyMs: Date.now() - endAt,
+          fsyncMs: res.fsyncMs,
+          cause: res.cause,
         })
         next++
       }
@@ -568,13 +597,14 @@ export class ServerSession {
         await tx.spool!.finish()
       } catch (err) {
         tx.failure = replyForError(err)
+        tx.failureCause = causeOf(err)
       }
     }
     if (tx.failure) {
       // A failure of the whole message is owed to every recipient, once each.
       const failure = tx.failure
       tx.recipients.forEach((r, i) => {
-        settle(i, {reply: withText(failure, `<${r.path.address}> ${replyText(failure)}`)})
+        settle(i, {reply: withText(failure, `<${r.path.address}> ${replyText(failure)}`), cause: tx.failureCause})
       })
     } else {
       try {
@@ -602,7 +632,7 @@ export class ServerSession {
     if (this.stateValue === 'DELIVERING') this.stateValue = 'READY'
     if (this.closeAfterTransaction) {
       this.send(R.shuttingDown)
-      this.close()
+      this.close('shutdown')
     }
   }
 

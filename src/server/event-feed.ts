@@ -10,9 +10,9 @@ import net from 'node:net'
 import {dirname} from 'node:path'
 import {CliError, EXIT} from '../cli/exit-codes.js'
 import type {EventBus} from '../protocol/events.js'
-import {FEED_VERSION, type FeedLine, type ServerInfo, defaultEventsPaths} from '../watch/feed-format.js'
-import {SERVER_LIMITS, WatchModel} from '../watch/model.js'
-import type {ServerTotals} from './stats.js'
+import {FEED_VERSION, type FeedLine, type ServerInfo, defaultEventsPaths} from '../protocol/feed-format.js'
+import {SERVER_LIMITS, WatchModel} from '../protocol/feed-model.js'
+import type {ServerTotals} from '../protocol/totals.js'
 import {checkTrustedPath, clearStaleSocketFile} from '../net/socket-file.js'
 
 /** Settings of a feed. */

@@ -10,16 +10,19 @@ import {CliError, EXIT, type ExitCode} from '../cli/exit-codes.js'
 import {MaildirBackend, type OverQuotaMode} from '../delivery/maildir-backend.js'
 import {SPOOL_DIR} from '../delivery/mailbox.js'
 import type {Target} from '../net/target.js'
+import {causeOf} from '../protocol/backend.js'
 import {EventBus} from '../protocol/events.js'
+import type {ServerTotals} from '../protocol/totals.js'
 import {RecordDirError, SessionRecorder} from '../replay/recorder.js'
 import {type EventsTarget, openEventFeed} from './event-feed.js'
 import {IdentityError, type Identity, dropPrivileges, parseOwner, resolveIdentity, runningAsRoot} from './identity.js'
-import {type LogFormat, attachLogger} from './logger.js'
+import {type LogFormat, attachLogger, createLogger} from './logger.js'
+import {type MetricsEndpoint, MetricsListenError, ServerMetrics, openMetricsEndpoint} from './metrics.js'
 import {ConfigProblem, Reloader, type ReloadResult, loadTls, loadUsers} from './reload.js'
 import {ListenError, LmtpServer} from './server.js'
 import type {CidrList} from '../net/proxy-protocol.js'
 import type {WorkerMessage} from './workers.js'
-import {ServerStats, type ServerTotals} from './stats.js'
+import {ServerStats} from './stats.js'
 import {type InheritedSocket, SystemdNotifier, takeListenFds} from './systemd.js'
 import {expiryWarning} from './tls-files.js'
 
@@ -70,6 +73,10 @@ export interface ServeOptions {
   onReady?: (server: LmtpServer, bus: EventBus, control: ServeControl) => void
   /** Publish the event feed for `lmtp watch` on this socket; undefined: no feed (`--no-events`). */
   events?: EventsTarget
+  /** Serve Prometheus metrics and /healthz over HTTP here (`--metrics HOST:PORT`); port 0 picks one. */
+  metrics?: {host: string; port: number}
+  /** Called once the metrics endpoint is up, with its address (tests). */
+  onMetrics?: (endpoint: MetricsEndpoint) => void
 }
 
 /** What a running server offers its embedder besides signals. */
@@ -91,8 +98,8 @@ export interface ServeSummary {
 export async function runServer(o: ServeOptions): Promise<ServeSummary> {
   // Listen for SIGTERM/SIGINT from the start: a signal during startup then stops the server once it is up.
   const signal = o.until ?? waitForSignal()
-  const say = (level: 'info' | 'warn', message: string, fields: Record<string, unknown> = {}): void =>
-    o.log(o.logFormat === 'json' ? JSON.stringify({time: new Date().toISOString(), level, message, ...fields}) : `${level === 'warn' ? 'warning: ' : 'lmtp serve: '}${message}`)
+  const logger = createLogger(o.logFormat, o.log)
+  const say = (level: 'info' | 'warn', message: string): void => logger.say(level, message)
   const env = o.env ?? process.env
   const notifier = new SystemdNotifier(env, (m) => say('warn', m))
   let identity = configured(() => (o.user === undefined ? undefined : resolveIdentity(o.user, o.group)))
@@ -120,13 +127,13 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
     overQuota: o.overQuota,
     checkQuotaAtRcpt: o.checkQuotaAtRcpt,
     hostname: o.hostname,
-    onWarning: (message) => say('warn', message),
+    onWarning: (message, err) => logger.warn(err === undefined ? message : `${message}: ${causeOf(err)}`),
   })
   const bus = new EventBus()
   const recorder = o.record ? await openRecorder(o.record, identity, (m) => say('warn', m)) : undefined
   const detachRecorder = recorder?.attach(bus)
   const stats = new ServerStats(bus)
-  const detachLog = attachLogger(bus, o.logFormat, o.log)
+  const detachLog = attachLogger(bus, logger)
   const server = new LmtpServer(
     {
       listen: o.listen,
@@ -146,16 +153,32 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
     recorder ? recorder.wrap(backend) : backend,
     bus,
   )
+  const metrics = o.metrics
+    ? new ServerMetrics({
+        bus,
+        totals: () => stats.totals,
+        maildir: o.maildir,
+        listeners: () => server.listenerStatus(),
+        certificate: () => server.certificate,
+      })
+    : undefined
+  let endpoint: MetricsEndpoint | undefined
   let listeners: Awaited<ReturnType<LmtpServer['start']>>
   try {
+    // The metrics port is bound with the listeners (before dropping privileges); /healthz is 503 until they are up.
+    if (metrics && o.metrics) endpoint = await openMetricsEndpoint(o.metrics.host, o.metrics.port, metrics)
     listeners = await server.start()
     // Bound (ports below 1024, sockets in root's directories) and not serving yet: now become --user.
     if (identity) dropPrivileges(identity)
     await checkMaildirWritable(backend.root)
   } catch (err) {
     detachLog()
+    metrics?.detach()
+    await endpoint?.close()
     await server.stop(0)
-    if (err instanceof ListenError) throw new CliError(err.message, err.code === 'EACCES' ? EXIT.usage : EXIT.unavailable)
+    if (err instanceof ListenError || err instanceof MetricsListenError) {
+      throw new CliError(err.message, err.code === 'EACCES' ? EXIT.usage : EXIT.unavailable)
+    }
     if (err instanceof IdentityError) throw new CliError(err.message, EXIT.config)
     throw err
   }
@@ -172,16 +195,20 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
         (message) => say('warn', message),
       )
     : undefined
-  if (feed) o.log(o.logFormat === 'json' ? JSON.stringify({level: 'info', event: 'events', path: feed.path}) : `lmtp serve: event feed for lmtp watch at ${feed.path}`)
+  if (feed) logger.log('info', 'events', {path: feed.path}, `lmtp serve: event feed for lmtp watch at ${feed.path}`)
   server.resume()
   const addresses = listeners.map((l) => l.address)
   const started = Date.now()
-  const ready =
-    o.logFormat === 'json'
-      ? JSON.stringify({time: new Date().toISOString(), level: 'info', event: o.worker ? 'worker.listening' : 'listening', listeners: addresses, maildir: o.maildir, tmpCleanup: cleanup, uid: process.getuid?.(), ...(o.worker ? {pid: process.pid} : {})})
-      : `lmtp serve${o.worker ? ` worker ${process.pid}` : ''}: listening on ${addresses.join(', ')}, delivering into ${o.maildir}${cleanup.removed ? ` (removed ${cleanup.removed} stale temp files)` : ''}`
-  o.log(ready)
+  logger.log(
+    'info',
+    o.worker ? 'worker.listening' : 'listening',
+    {listeners: addresses, maildir: o.maildir, metrics: endpoint?.address, tmpCleanup: cleanup, uid: process.getuid?.(), ...(o.worker ? {pid: process.pid} : {})},
+    `lmtp serve${o.worker ? ` worker ${process.pid}` : ''}: listening on ${addresses.join(', ')}, delivering into ${o.maildir}` +
+      `${endpoint ? `, metrics and /healthz on http://${endpoint.address}/` : ''}` +
+      `${cleanup.removed ? ` (removed ${cleanup.removed} stale temp files)` : ''}`,
+  )
   o.worker?.send({type: 'lmtp-serve-ready', listeners: addresses, tmpCleanup: {removed: cleanup.removed, kept: cleanup.kept}})
+  if (endpoint) o.onMetrics?.(endpoint)
   const reloader = new Reloader({usersFile: o.usersFile, tlsFiles: o.tlsFiles, defaultQuota: o.quota, backend, server, notifier, log: say})
   const onHup = (): void => {
     say('info', 'SIGHUP: reloading the users file and the TLS certificate')
@@ -193,14 +220,16 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
 
   await signal
   process.off('SIGHUP', onHup)
-  o.log(o.logFormat === 'json' ? JSON.stringify({level: 'info', event: 'stopping'}) : 'lmtp serve: stopping (finishing transactions in flight)')
+  logger.log('info', 'stopping', {}, 'lmtp serve: stopping (finishing transactions in flight)')
   const notified = notifier.stopping()
   await server.stop(o.shutdownGraceMs)
   // Let the last session.closed events reach the logger.
   await new Promise((r) => setImmediate(r))
   await feed?.stop()
+  await endpoint?.close()
+  metrics?.detach()
   await notified
-  o.log(o.logFormat === 'json' ? JSON.stringify({time: new Date().toISOString(), level: 'info', event: 'stopped'}) : 'lmtp serve: stopped')
+  logger.log('info', 'stopped', {}, 'lmtp serve: stopped')
   detachLog()
   stats.detach()
   detachRecorder?.()

@@ -6,7 +6,7 @@ import fs from 'node:fs/promises'
 import net from 'node:net'
 import tls from 'node:tls'
 import type {Backend} from '../protocol/backend.js'
-import type {EventBus} from '../protocol/events.js'
+import {type EventBus, SESSION_END_TEXT} from '../protocol/events.js'
 import {R} from '../protocol/replies.js'
 import {formatReply} from '../protocol/reply.js'
 import {ServerSession, type SessionOptions} from '../protocol/server-session.js'
@@ -79,6 +79,8 @@ interface Proxied {
 interface Connection {
   socket: net.Socket
   session: ServerSession
+  /** Closed by stop() after the grace period. */
+  forced?: boolean
 }
 
 let sessionCounter = 0
@@ -91,6 +93,7 @@ export class LmtpServer {
   private readonly servers: {server: net.Server; target: Target; inherited?: boolean}[] = []
   private readonly connections = new Set<Connection>()
   private secureContext: tls.SecureContext | undefined
+  private certificatePem: Buffer | undefined
   private stopping = false
   /** Connections accepted while held (holdUntilResumed), served by resume(). */
   private held: {socket: net.Socket; target: Target; proxied?: Proxied}[] | undefined
@@ -105,6 +108,7 @@ export class LmtpServer {
     private readonly bus: EventBus,
   ) {
     this.secureContext = config.tls ? tls.createSecureContext({cert: config.tls.cert, key: config.tls.key}) : undefined
+    this.certificatePem = config.tls?.cert
     if (config.holdUntilResumed) this.held = []
   }
 
@@ -113,6 +117,11 @@ export class LmtpServer {
     const held = this.held ?? []
     this.held = undefined
     for (const h of held) if (!h.socket.destroyed) this.accept(h.socket, h.target, h.proxied)
+  }
+
+  /** Every bound listener and whether it accepts connections now (for /healthz); empty once stopped. */
+  listenerStatus(): {address: string; up: boolean}[] {
+    return this.servers.map(({server, target}, i) => ({address: this.listeners[i]?.address ?? formatTarget(target), up: server.listening}))
   }
 
   /** Connections open now. */
@@ -127,6 +136,12 @@ export class LmtpServer {
   setTls(pair: {cert: Buffer; key: Buffer}): void {
     if (!this.secureContext) return
     this.secureContext = tls.createSecureContext({cert: pair.cert, key: pair.key})
+    this.certificatePem = pair.cert
+  }
+
+  /** The certificate (PEM) STARTTLS offers now, if any (its expiry is a metric). */
+  get certificate(): Buffer | undefined {
+    return this.certificatePem
   }
 
   /** Binds every listener; on any failure closes those already bound and throws ListenError. */
@@ -321,13 +336,15 @@ export class LmtpServer {
       if (closed) return
       closed = true
       this.connections.delete(conn)
-      void session.abort().finally(() => {
+      void session.abort(conn.forced ? 'shutdown' : undefined).finally(() => {
+        const end = session.end ?? 'client-closed'
         this.bus.emit({
           type: 'session.closed',
           at: Date.now(),
           sessionId,
           role: 'server',
-          reason: closeReason(session.state, socket),
+          end,
+          reason: SESSION_END_TEXT[end],
           bytesIn: session.bytesIn,
           bytesOut: session.bytesOut,
         })
@@ -383,7 +400,10 @@ export class LmtpServer {
         }
       })
     }
-    for (const c of this.connections) c.socket.destroy()
+    for (const c of this.connections) {
+      c.forced = true
+      c.socket.destroy()
+    }
     await closing
   }
 
@@ -399,11 +419,6 @@ export class LmtpServer {
       ),
     )
   }
-}
-
-function closeReason(state: string, socket: net.Socket): string {
-  if (state === 'CLOSED') return 'closed by server'
-  return socket.destroyed ? 'closed by peer' : 'closed'
 }
 
 /** Turns a listen() error into a message with the next step. */

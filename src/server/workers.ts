@@ -12,7 +12,7 @@ import {unlink} from 'node:fs/promises'
 import {clearStaleSocketFile} from '../net/socket-file.js'
 import type {Target} from '../net/target.js'
 import type {ServeSummary} from './run-server.js'
-import type {ServerTotals} from './stats.js'
+import type {ServerTotals} from '../protocol/totals.js'
 
 /** The IPC messages a worker sends to the primary. */
 export type WorkerMessage =

@@ -5,8 +5,8 @@
 import net from 'node:net'
 import {checkTrustedPath} from '../net/socket-file.js'
 import type {EventBus} from '../protocol/events.js'
-import {FEED_VERSION, type FeedLine, type ServerInfo, parseFeedLine} from './feed-format.js'
-import {WatchModel} from './model.js'
+import {FEED_VERSION, type FeedLine, type ServerInfo, parseFeedLine} from '../protocol/feed-format.js'
+import {WatchModel} from '../protocol/feed-model.js'
 
 /** Whether the dashboard is connected to its server. */
 export type FeedStatus =

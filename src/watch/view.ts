@@ -2,10 +2,10 @@
  * What the dashboard draws, computed from the model at one instant: plain data, so components only present
  * and a paused dashboard can keep showing one frozen view while the model moves on.
  */
-import type {ServerTotals} from '../server/stats.js'
+import type {ServerTotals} from '../protocol/totals.js'
 import type {FeedStatus} from './feed-client.js'
-import type {OutcomeRecord, ServerInfo, SessionPhase} from './feed-format.js'
-import type {WatchModel} from './model.js'
+import type {OutcomeRecord, ServerInfo, SessionPhase} from '../protocol/feed-format.js'
+import type {WatchModel} from '../protocol/feed-model.js'
 
 /** One row of the sessions table. */
 export interface SessionRow {

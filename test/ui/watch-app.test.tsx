@@ -2,7 +2,7 @@ import {render} from 'ink-testing-library'
 import {afterEach, describe, expect, it, vi} from 'vitest'
 import {WatchApp} from '../../src/ui/watch-app.js'
 import type {FeedLineListener, FeedSource, FeedStatus} from '../../src/watch/feed-client.js'
-import type {FeedLine} from '../../src/watch/feed-format.js'
+import type {FeedLine} from '../../src/protocol/feed-format.js'
 import {EventScript} from '../watch/script.js'
 
 /** A feed the test drives by hand. */

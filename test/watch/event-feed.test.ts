@@ -7,7 +7,7 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {EventBus, type LmtpEvent} from '../../src/protocol/events.js'
 import {EventFeed, EventFeedError, chooseDefaultEventsPath, openEventFeed} from '../../src/server/event-feed.js'
 import {ServerStats} from '../../src/server/stats.js'
-import {defaultEventsPaths, type FeedLine, parseFeedLine} from '../../src/watch/feed-format.js'
+import {defaultEventsPaths, type FeedLine, parseFeedLine} from '../../src/protocol/feed-format.js'
 import {EventScript} from './script.js'
 
 let dir: string

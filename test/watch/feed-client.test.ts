@@ -9,7 +9,7 @@ import {EventBus} from '../../src/protocol/events.js'
 import {EventFeed} from '../../src/server/event-feed.js'
 import {ServerStats} from '../../src/server/stats.js'
 import {BusFeed, type FeedStatus, SocketFeed} from '../../src/watch/feed-client.js'
-import type {FeedLine} from '../../src/watch/feed-format.js'
+import type {FeedLine} from '../../src/protocol/feed-format.js'
 import {streamJson} from '../../src/watch/json-stream.js'
 import {EventScript} from './script.js'
 

@@ -12,7 +12,7 @@ import {EventBus} from '../../src/protocol/events.js'
 import {EventFeed, EventFeedError} from '../../src/server/event-feed.js'
 import {ServerStats} from '../../src/server/stats.js'
 import {type FeedStatus, SocketFeed} from '../../src/watch/feed-client.js'
-import type {FeedLine} from '../../src/watch/feed-format.js'
+import type {FeedLine} from '../../src/protocol/feed-format.js'
 import {needRoot, requireHost} from '../support/host-gate.js'
 import {systemUser} from '../support/peers/proc.js'
 

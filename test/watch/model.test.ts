@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
-import type {FeedLine} from '../../src/watch/feed-format.js'
-import {RateCounter, SERVER_LIMITS, WatchModel} from '../../src/watch/model.js'
+import type {FeedLine} from '../../src/protocol/feed-format.js'
+import {RateCounter, SERVER_LIMITS, WatchModel} from '../../src/protocol/feed-model.js'
 import {buildView} from '../../src/watch/view.js'
 import {EventScript} from './script.js'
 
@@ -29,7 +29,7 @@ describe('WatchModel', () => {
     feed(m, s.quitAndClose('x-1'))
     expect(m.open.size).toBe(0)
     expect(m.closedSessions()).toHaveLength(1)
-    expect(m.closedSessions()[0]).toMatchObject({sessionId: 'x-1', phase: 'closed', closeReason: 'closed by server'})
+    expect(m.closedSessions()[0]).toMatchObject({sessionId: 'x-1', phase: 'closed', closeReason: 'client QUIT'})
     expect(m.findSession('x-1')?.transcript.at(-1)?.text).toBe('221 2.0.0 closing connection')
   })
 

@@ -3,8 +3,8 @@
  * session (open, LHLO, MAIL, RCPTs, DATA, per-recipient results, close), with controllable times.
  */
 import type {LmtpEvent} from '../../src/protocol/events.js'
-import type {FeedLine, FeedSnapshot, ServerInfo} from '../../src/watch/feed-format.js'
-import {emptyTotals} from '../../src/watch/model.js'
+import type {FeedLine, FeedSnapshot, ServerInfo} from '../../src/protocol/feed-format.js'
+import {emptyTotals} from '../../src/protocol/totals.js'
 
 /** A recipient in a scripted transaction: refused at RCPT, or accepted with its reply after DATA. */
 export type ScriptRecipient =
@@ -105,7 +105,7 @@ export class EventScript {
     return [
       {...this.base(sessionId), type: 'command', verb: 'QUIT', line: 'QUIT'},
       {...this.base(sessionId), type: 'reply', code: 221, enhanced: '2.0.0', text: 'closing connection'},
-      {...this.base(sessionId), type: 'session.closed', reason: 'closed by server', bytesIn: 500, bytesOut: 300},
+      {...this.base(sessionId), type: 'session.closed', end: 'quit', reason: 'client QUIT', bytesIn: 500, bytesOut: 300},
     ]
   }
 }

@@ -1,7 +1,7 @@
 /** Per-recipient outcomes, newest first, coloured by class; deferred and rejected rows stand out. */
 import {Text} from 'ink'
 import type {Outcome} from '../../protocol/events.js'
-import type {OutcomeRecord} from '../../watch/feed-format.js'
+import type {OutcomeRecord} from '../../protocol/feed-format.js'
 import {type ColumnSpec, fit, formatClock, formatLatency, layoutColumns, shortSessionId} from '../format.js'
 
 /** Props of {@link OutcomesList}. */

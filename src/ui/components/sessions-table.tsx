@@ -1,6 +1,6 @@
 /** The live sessions table: one row per open (then recently closed) session; the selected row is inverted. */
 import {Text} from 'ink'
-import type {SessionPhase} from '../../watch/feed-format.js'
+import type {SessionPhase} from '../../protocol/feed-format.js'
 import type {SessionRow} from '../../watch/view.js'
 import {type ColumnSpec, fit, formatBytes, formatDuration, layoutColumns, shortSessionId} from '../format.js'
 

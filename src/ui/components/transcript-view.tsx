@@ -1,6 +1,6 @@
 /** One session's transcript: commands (C:) and replies (S:), with the time since the session opened. */
 import {Text} from 'ink'
-import type {SessionRecord} from '../../watch/model.js'
+import type {SessionRecord} from '../../protocol/feed-model.js'
 import {fit, formatBytes, formatClock, formatDuration} from '../format.js'
 
 /** Props of {@link TranscriptView}. */

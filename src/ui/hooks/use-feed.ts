@@ -5,7 +5,7 @@
  */
 import {useEffect, useRef, useState} from 'react'
 import type {FeedSource, FeedStatus} from '../../watch/feed-client.js'
-import {WatchModel} from '../../watch/model.js'
+import {WatchModel} from '../../protocol/feed-model.js'
 import {type DashboardView, buildView} from '../../watch/view.js'
 
 /** Options of {@link useFeed}. */

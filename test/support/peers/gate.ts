@@ -50,6 +50,7 @@ export type PeerName =
   | 'openssl'
   | 'systemd'
   | 'haproxy'
+  | 'prometheus'
 
 /** Every peer name, for tables and messages. */
 export const PEER_NAMES: readonly PeerName[] = [
@@ -65,6 +66,7 @@ export const PEER_NAMES: readonly PeerName[] = [
   'openssl',
   'systemd',
   'haproxy',
+  'prometheus',
 ]
 
 /** The command that installs every peer (Debian 12, as root). */
@@ -118,6 +120,7 @@ function missingReason(name: PeerName): string | undefined {
     case 'smtp-sink':
     case 'openssl':
     case 'haproxy':
+    case 'prometheus':
       return needProgram(name)
     case 'python3':
       return needProgram(DEBIAN_PYTHON)

@@ -4,8 +4,8 @@
  * sides: the server keeps one to answer a new watcher with a snapshot, the dashboard keeps one to draw.
  * Everything is capped, so thousands of events a second never grow memory without bound.
  */
-import type {LmtpEvent} from '../protocol/events.js'
-import type {ServerTotals} from '../server/stats.js'
+import type {LmtpEvent} from './events.js'
+import {type ServerTotals, countEvent, emptyTotals} from './totals.js'
 import type {FeedLine, OutcomeRecord, ServerInfo, SessionPhase, SessionSnapshot, TranscriptEntry} from './feed-format.js'
 
 /** How much the model keeps. */
@@ -33,11 +33,6 @@ export interface SessionRecord extends SessionSnapshot {
   /** Time of the last RCPT command: the latency of a refusal at RCPT is measured from it. */
   rcptAt?: number
   lastVerb?: string
-}
-
-/** Zero totals starting now. */
-export function emptyTotals(startedAt = Date.now()): ServerTotals {
-  return {startedAt, connections: 0, openSessions: 0, messages: 0, bytes: 0, delivered: 0, deferred: 0, rejected: 0, refusedAtRcpt: 0}
 }
 
 /** Appends and keeps about the last `cap` items (trims in batches, so appending stays cheap). */
@@ -242,11 +237,9 @@ export class WatchModel {
   }
 
   private applyEvent(e: LmtpEvent): void {
-    const t = this.totals
+    countEvent(this.totals, e)
     switch (e.type) {
       case 'session.opened': {
-        t.connections++
-        t.openSessions++
         if (this.open.size >= this.limits.openSessions) {
           const oldest = this.open.keys().next().value
           if (oldest !== undefined) this.open.delete(oldest)
@@ -267,7 +260,6 @@ export class WatchModel {
         return
       }
       case 'session.closed': {
-        t.openSessions = Math.max(0, t.openSessions - 1)
         const s = this.open.get(e.sessionId)
         if (!s) return
         this.open.delete(e.sessionId)
@@ -323,7 +315,6 @@ export class WatchModel {
         return
       }
       case 'recipient.rejected': {
-        t.refusedAtRcpt++
         const s = this.session(e)
         this.outcome({
           at: e.at,
@@ -340,8 +331,6 @@ export class WatchModel {
         return
       }
       case 'body.received': {
-        t.messages++
-        t.bytes += e.bytes
         this.messageRate.add(e.at)
         const s = this.session(e)
         if (!s) return
@@ -351,7 +340,6 @@ export class WatchModel {
         return
       }
       case 'recipient.result': {
-        t[e.outcome]++
         this.session(e)
         this.outcome({
           at: e.at,

@@ -5,8 +5,8 @@
  * Scripts can consume it with jq; the dashboard uses the same types.
  */
 import {join} from 'node:path'
-import type {LmtpEvent, Outcome} from '../protocol/events.js'
-import type {ServerTotals} from '../server/stats.js'
+import type {LmtpEvent, Outcome} from './events.js'
+import type {ServerTotals} from './totals.js'
 
 /** The feed format version, in every `hello` line. Bumped only for changes that break a reader. */
 export const FEED_VERSION = 1
