@@ -6,9 +6,9 @@
  * grep them (`grep 'id=<delivery id>'` joins Postfix's `status=sent (250 ... <id> delivered)` to ours); JSON
  * lines carry the same fields plus `time`, `level` and `event`.
  *
- * Written by hand rather than with pino: a line is one JSON.stringify of a flat object written to a sink that
- * may be stdout, stderr or the --tui footer; pino would add a dependency for no saving (measured in
- * BENCHMARKS.md: logging is not visible next to fsync).
+ * Written by hand rather than with pino (removed): a line is one JSON.stringify of a flat object handed to a
+ * sink that may be stdout, stderr or the --tui footer; the text format, which pino does not make, is the
+ * default; and two or three lines per message cost little next to the fsyncs each message waits for.
  */
 import {type EventBus, type LmtpEvent, SESSION_END_TEXT} from '../protocol/events.js'
 

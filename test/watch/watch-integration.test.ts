@@ -102,7 +102,7 @@ describePeers('lmtp watch --json with swaks traffic', ['swaks'], () => {
       {sessionId, type: 'recipient.rejected', recipient: 'nobody@example.com', code: 550, enhanced: '5.1.1'},
       {sessionId, type: 'recipient.result', recipient: 'a@example.com', outcome: 'delivered', code: 250, enhanced: '2.0.0', mailbox: 'example.com/a'},
       // The message is larger than this mailbox's whole quota: a permanent failure, for this recipient only.
-      {sessionId, type: 'recipient.result', recipient: 'small@example.com', outcome: 'rejected', code: 552, enhanced: '5.2.3', mailbox: undefined},
+      {sessionId, type: 'recipient.result', recipient: 'small@example.com', outcome: 'rejected', code: 552, enhanced: '5.2.3', mailbox: 'example.com/small'},
       {sessionId, type: 'recipient.result', recipient: 'b@example.com', outcome: 'delivered', code: 250, enhanced: '2.0.0', mailbox: 'example.com/b'},
     ])
     // The transcript is on the feed too: commands and replies of that session, in order.
