@@ -58,7 +58,7 @@ describe('PROXY protocol listener', () => {
     expect(ev).toHaveLength(1)
     expect(ev[0]!.peer).toBe('203.0.113.9:4242')
     expect(ev[0]!.proxiedBy).toMatch(/^127\.0\.0\.1:\d+$/)
-    await expect.poll(() => s.logs.find((l) => l.includes('"event":"session"'))).toContain('"peer":"203.0.113.9:4242"')
+    await expect.poll(() => s.logs.find((l) => l.includes('"event":"session"'))).toContain('"client":"203.0.113.9:4242"')
   })
 
   test('v1 sent one byte per write, IPv6 client', async () => {
