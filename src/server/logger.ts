@@ -26,7 +26,10 @@ export interface Logger {
    * value is undefined are left out.
    */
   log(level: LogLevel, event: string, fields: Record<string, unknown>, text: string, at?: number): void
-  /** A line that is only a message (`lmtp serve: ...` in text, `{event: 'message', message}` in JSON). */
+  /**
+   * A line that is mostly a message (`lmtp serve: ...` in text; in JSON `{event, ...fields, message}`, the event
+   * `message` unless the fields name one).
+   */
   say(level: LogLevel, message: string, fields?: Record<string, unknown>): void
   /** A warning that is only a message (e.g. a quota file that could not be read). */
   warn(message: string): void
@@ -41,7 +44,8 @@ export function createLogger(format: LogFormat, write: (line: string) => void): 
       write(format === 'json' ? JSON.stringify({time, level, event, ...fields}) : `${time} ${text}`)
     },
     say(level, message, fields = {}) {
-      this.log(level, 'message', {message, ...fields}, `${level === 'info' ? 'lmtp serve: ' : 'warning: '}${message}`)
+      const {event = 'message', ...rest} = fields
+      this.log(level, String(event), {...rest, message}, `${level === 'info' ? 'lmtp serve: ' : 'warning: '}${message}`)
     },
     warn(message) {
       this.say('warn', message)
