@@ -95,7 +95,8 @@ export class SessionRecorder {
   readonly stats: RecorderStats = {sessions: 0, transactions: 0, bodies: 0, warnings: 0}
   private readonly sessions = new Map<string, SessionState>()
   private readonly pending = new Set<Promise<unknown>>()
-  private readonly bodiesDir: string
+  /** Where bodies are stored, one file per SHA-256 (inside the recording directory). */
+  readonly bodiesDir: string
 
   private constructor(
     /** The recording directory. */

@@ -4,7 +4,7 @@
  * files, serves, reloads on SIGHUP and stops gracefully on SIGTERM/SIGINT, telling systemd each step. Lives
  * outside the command so tests and other commands can start a server.
  */
-import {access, chown, constants, mkdir, stat} from 'node:fs/promises'
+import {access, chown, constants, lchown, mkdir, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {CliError, EXIT, type ExitCode} from '../cli/exit-codes.js'
 import {MaildirBackend, type OverQuotaMode} from '../delivery/maildir-backend.js'
@@ -303,7 +303,11 @@ async function checkMaildirWritable(root: string): Promise<void> {
 async function openRecorder(dir: string, identity: Identity | undefined, warn: (message: string) => void): Promise<SessionRecorder> {
   try {
     const recorder = await SessionRecorder.create(dir, {onWarning: warn, owner: identity?.uid})
-    if (identity) await chown(dir, identity.uid, identity.gid)
+    if (identity) {
+      // Both were just checked (no symlink, not writable by others), so nobody can swap them; lchown all the same.
+      await lchown(dir, identity.uid, identity.gid)
+      await lchown(recorder.bodiesDir, identity.uid, identity.gid)
+    }
     return recorder
   } catch (err) {
     if (err instanceof RecordDirError) {

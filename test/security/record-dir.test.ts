@@ -4,11 +4,12 @@
  * at startup with exit 78, the path and the next step; nothing lands in the symlink's target.
  * Needs root to hand a directory to `nobody`; CI runs as root (and fails here if it does not).
  */
-import {chmod, chown, mkdir, mkdtemp, readdir, rm, symlink} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {chmod, chown, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {afterEach, beforeEach, describe, expect, test} from 'vitest'
-import {cliBuilt, killAndWait, spawnServe} from '../reliability/serve-process.js'
+import {REPO_ROOT, cliBuilt, killAndWait, spawnServe} from '../reliability/serve-process.js'
 import {needRoot, requireHost} from '../support/host-gate.js'
 import {systemUser} from '../support/peers/proc.js'
 
@@ -76,5 +77,29 @@ describe.skipIf(gate.skip)('serve --record DIR prepared by someone else', () => 
     const p = await spawnServe(['--no-events', '--maildir', path.join(dir, 'Maildir'), '--listen', `unix:${path.join(dir, 'lmtp.sock')}`, '--record', rec])
     await killAndWait(p, 'SIGTERM')
     expect(await readdir(rec)).toContain('bodies')
+  })
+
+  test('with --user nobody the directory and its bodies are given to nobody, and bodies are recorded', async () => {
+    const rec = path.join(dir, 'rec')
+    const maildir = path.join(dir, 'Maildir')
+    const sock = path.join(dir, 'lmtp.sock')
+    await chmod(dir, 0o755) // nobody must reach its Maildir
+    await mkdir(maildir, {mode: 0o700})
+    await chown(maildir, nobody!.uid, nobody!.gid)
+    const p = await spawnServe(['--no-events', '--user', 'nobody', '--maildir', maildir, '--listen', `unix:${sock}`, '--record', rec])
+    try {
+      const message = path.join(dir, 'm.eml')
+      await writeFile(message, 'Subject: recorded\r\nMessage-ID: <rec-1@example.org>\r\n\r\nbody\r\n')
+      const sent = await new Promise<{code: number | null; out: string}>((resolve) => {
+        execFile(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), 'send', message, '--server', `unix:${sock}`, '--from', 's@example.org', '--to', 'alice@example.com'], (err, stdout, stderr) => {
+          resolve({code: err ? ((err as {code?: number}).code ?? 1) : 0, out: `${stdout}${stderr}`})
+        })
+      })
+      expect(sent.code, sent.out).toBe(0)
+    } finally {
+      await killAndWait(p, 'SIGTERM')
+    }
+    for (const d of [rec, path.join(rec, 'bodies')]) expect((await stat(d)).uid, d).toBe(nobody!.uid)
+    expect((await readdir(path.join(rec, 'bodies'))).filter((f) => !f.startsWith('.'))).toHaveLength(1)
   })
 })
