@@ -3,18 +3,9 @@
  * plain, over a Unix socket, with --deliver-to (messages really land in the Maildir, no smuggled one), and
  * with STARTTLS and an openssl certificate; and the exit codes for unreachable targets and port 25.
  */
-import net from 'node:net'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
+import {freePort} from '../support/peers.js'
 import {reportOf, runProbeCli, type ServeUnderTest, startServeUnderTest, statuses} from './probe-helpers.js'
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1')
-  await new Promise((r) => s.once('listening', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
-}
 
 const ANSI = /\x1b\[/
 
@@ -122,7 +113,7 @@ describe('against lmtp serve with STARTTLS', () => {
 
 describe('exit codes without a server', () => {
   test('connection refused: exit 69 with the reason', async () => {
-    const port = await closedPort()
+    const port = await freePort()
     const run = await runProbeCli([`127.0.0.1:${port}`])
     expect(run.code).toBe(69)
     expect(run.stdout).toMatch(/unreachable: cannot connect to 127\.0\.0\.1:\d+: connection refused/)
@@ -186,7 +177,7 @@ describe('selection, summary mode and help', () => {
   })
 
   test('--summary: a failed check is CRITICAL (exit 2), an unreachable server too', async () => {
-    const port = await closedPort()
+    const port = await freePort()
     const down = await runProbeCli([`127.0.0.1:${port}`, '--summary'])
     expect(down.code).toBe(2)
     expect(down.stdout).toMatch(/^LMTP CRITICAL - 127\.0\.0\.1:\d+ unreachable: cannot connect .*connection refused.* \| time=/)
