@@ -29,7 +29,7 @@ export class TransactionClock {
   }
 
   /** Records the MAIL, RCPT and per-recipient latencies of the transaction just run. */
-  record(latency: LatencyRecorder, result: TransactionResult, marker: boolean): void {
+  record(latency: LatencyRecorder, result: TransactionResult): void {
     const {commands, replies} = this
     const mail = commands.findIndex((c) => c.verb === 'MAIL')
     if (mail < 0) return
@@ -42,11 +42,11 @@ export class TransactionClock {
       })
     const end = this.bodyEnd
     if (end === undefined || result.violation) return
+    // After the end of the body come the per-recipient replies, in order, then the marker's (if any).
     const after = result.recipients.filter((r) => r.stage === 'DATA' && !r.synthetic).length
-    const last = replies.length - (marker ? 1 : 0)
-    for (let k = 0; k < after; k++) {
-      const t = replies[last - after + k]
-      if (t !== undefined && t >= end) latency.record('data', t - end)
-    }
+    replies
+      .filter((t) => t >= end)
+      .slice(0, after)
+      .forEach((t) => latency.record('data', t - end))
   }
 }

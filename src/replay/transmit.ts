@@ -77,7 +77,7 @@ export async function transmit(
   s.sent++
   if (result.violation) s.violated = true
   countBytes(result.bytes)
-  clock.record(latency, result, marker)
+  clock.record(latency, result)
   latency.record('message', performance.now() - m.due)
   return result
 }
