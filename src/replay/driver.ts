@@ -226,6 +226,10 @@ async function deliver(run: Run, current: PooledSession | undefined, m: Outgoing
     sink.bytes += n
   }
   let result = await transmit(session, m, o, sink.latency, countBytes)
+  if (result.markerRefused) {
+    const r = result.markerRefused
+    pool.learnOneTransactionPerSession(`${pool.server} answered ${r.code} to LHLO after a transaction: one session per message from then on`)
+  }
   if (refusedSecondMail(session, result)) {
     pool.learnOneTransactionPerSession(
       `${pool.server} answered ${result.mail.code} to MAIL in a session that already carried a transaction: one session per message from then on`,

@@ -61,6 +61,16 @@ export interface PooledSession {
   violated: boolean
   /** Set once the pool counted how it ended (closed, lost or dropped). */
   counted: boolean
+  /** Set when the client sent QUIT itself at the end of a transaction (the marker): closed by replay. */
+  quit: boolean
+  /** QUIT after this many transactions (--messages-per-connection, or 1 once the server wants one per session). */
+  limit: () => number | undefined
+}
+
+/** True when the next transaction on `s` is its last: the pool QUITs the session after it. */
+export function lastInSession(s: PooledSession): boolean {
+  const limit = s.limit()
+  return limit !== undefined && s.sent + 1 >= limit
 }
 
 /** How the sessions of a run ended (see ReplaySummary.connections). */
@@ -105,8 +115,8 @@ export class SessionPool {
   /** After a message: keeps the session, or QUITs it when the policy says so (returns undefined then). */
   async after(s: PooledSession): Promise<PooledSession | undefined> {
     if (s.client.closed) return s
-    const perConnection = this.o.messagesPerConnection
-    if (this.oneTransactionPerSession !== undefined || (perConnection !== undefined && s.sent >= perConnection)) {
+    const limit = s.limit()
+    if (limit !== undefined && s.sent >= limit) {
       await this.close(s)
       return undefined
     }
@@ -136,7 +146,8 @@ export class SessionPool {
   private ended(s: PooledSession): void {
     if (s.counted) return
     s.counted = true
-    if (s.violated) this.counts.dropped++
+    if (s.quit && !s.violated) this.counts.closed++
+    else if (s.violated) this.counts.dropped++
     else this.counts.lost++
   }
 
@@ -188,6 +199,7 @@ export class SessionPool {
       onPhase,
     })
     this.counts.opened++
-    return {client: session.client, capabilities: session.capabilities, clock, sent: 0, violated: false, counted: false}
+    const limit = (): number | undefined => (this.oneTransactionPerSession !== undefined ? 1 : o.messagesPerConnection)
+    return {client: session.client, capabilities: session.capabilities, clock, sent: 0, violated: false, counted: false, quit: false, limit}
   }
 }

@@ -4,12 +4,12 @@
  * deferred ("no reply") results for the recipients in flight, and is closed.
  */
 import {performance} from 'node:perf_hooks'
-import {preflight} from '../client/preflight.js'
+import {mailParamsFor} from '../client/preflight.js'
 import {lostResult, type TransactionResult} from '../protocol/client.js'
 import {LmtpClientError} from '../protocol/client.js'
 import type {MessageInfo, OpenedMessage, ReplayItem} from './item.js'
 import type {LatencyRecorder} from './latency.js'
-import type {PooledSession} from './pool.js'
+import {lastInSession, type PooledSession} from './pool.js'
 
 /** How every message is sent. */
 export interface TransmitOptions {
@@ -39,12 +39,14 @@ export async function transmit(
   countBytes: (n: number) => void,
 ): Promise<TransactionResult> {
   const caps = s.capabilities
-  const {params} = preflight({capabilities: caps, message: m.info, from: m.from, to: m.to, server: ''})
+  const params = mailParamsFor(caps, m.info, m.from, m.to)
   // A recording's SMTPUTF8 (UTF-8 header fields) is kept when offered; the addresses alone are checked above.
   if (m.item.params?.smtputf8 && caps.smtputf8) params.smtputf8 = true
   const bdat = o.bdat === true || (m.item.via === 'BDAT' && caps.chunking)
-  // The reply-count check runs on each session's first transaction.
-  const marker = s.sent === 0
+  // The reply-count check runs on each session's first and last transaction (a QUIT marker on the last costs
+  // nothing: it ends the session anyway).
+  const last = lastInSession(s)
+  const marker = s.sent === 0 || last
   const clock = s.clock
   clock.reset()
   let result: TransactionResult
@@ -58,6 +60,7 @@ export async function transmit(
       pipelining: o.pipelining,
       pipelineData: true,
       verifyReplyCount: marker,
+      lastInSession: last,
       // The end of the body (DATA's end mark or BDAT LAST) has been written: the per-recipient replies are due.
       onPhase: (phase) => {
         if (phase === 'replies') clock.bodyEnd = performance.now()
@@ -76,6 +79,8 @@ export async function transmit(
   }
   s.sent++
   if (result.violation) s.violated = true
+  // The client QUIT the session (the marker, or to tell a refused marker from extra replies): replay ended it.
+  if (result.sessionEnded) s.quit = true
   countBytes(result.bytes)
   clock.record(latency, result)
   latency.record('message', performance.now() - m.due)
