@@ -29,6 +29,8 @@ export interface DotlockOptions {
   now?: () => number
   /** Waits between attempts (tests inject a gate). Default: a timer. */
   wait?: (ms: number) => Promise<void>
+  /** Owner given to the lock file through its descriptor (the mailbox's, users file `uid=` / `gid=`). */
+  owner?: {uid: number; gid: number}
 }
 
 /** Releases a lock taken by {@link acquireDotlock}; safe to call twice. */
@@ -81,7 +83,7 @@ export async function acquireDotlock(lockPath: string, options: DotlockOptions =
   const deadline = now() + (options.timeoutMs ?? 60_000)
   const owner = `${dotlockOwner(host)} ${randomBytes(8).toString('hex')}\n`
   for (let attempt = 0; ; attempt++) {
-    if (await tryCreate(lockPath, Buffer.from(owner))) return releaser(lockPath, owner)
+    if (await tryCreate(lockPath, Buffer.from(owner), options.owner)) return releaser(lockPath, owner)
     const held = await readLock(lockPath)
     if (held === undefined) continue // released meanwhile: try again at once
     if (holderDead(held.content, host, isAlive) || now() - held.mtimeMs > staleMs) {
@@ -101,7 +103,7 @@ export async function acquireDotlock(lockPath: string, options: DotlockOptions =
 }
 
 /** Creates the lock file with our identity; false when it already exists. */
-async function tryCreate(lockPath: string, owner: Buffer): Promise<boolean> {
+async function tryCreate(lockPath: string, owner: Buffer, fileOwner?: DotlockOptions['owner']): Promise<boolean> {
   let h: fsp.FileHandle
   try {
     h = await fsp.open(lockPath, CREATE, 0o600)
@@ -110,6 +112,7 @@ async function tryCreate(lockPath: string, owner: Buffer): Promise<boolean> {
     throw err
   }
   try {
+    if (fileOwner) await h.chown(fileOwner.uid, fileOwner.gid)
     const {bytesWritten} = await h.write(owner, 0, owner.length, 0)
     if (bytesWritten !== owner.length) throw new Error(`short write to ${lockPath}`)
     return true

@@ -23,6 +23,7 @@ import {
   buildTraceHeaders,
   encodeHostForMaildir,
   isDiskFullError,
+  type MailboxOwner,
   type MaildirFs,
   type MaildirWrite,
   parseUniqueName,
@@ -127,6 +128,11 @@ export class MaildirBackend implements Backend {
     return q === undefined || q <= 0 ? undefined : q
   }
 
+  /** The owner of what is created for a recipient's mailbox (users file `uid=` / `gid=`); undefined: the process's. */
+  ownerFor(p: Path): MailboxOwner | undefined {
+    return this.options.users?.lookup(p)?.owner
+  }
+
   /** Unknown user 550 5.1.1, unsafe name 550 5.1.3, and (when enabled) a mailbox already full at RCPT. */
   async checkRecipient(p: Path, _session: SessionInfo): Promise<RecipientCheck> {
     const res = this.resolve(p)
@@ -138,7 +144,8 @@ export class MaildirBackend implements Backend {
     const quota = this.quotaFor(p)
     if (this.options.checkQuotaAtRcpt && quota !== undefined) {
       try {
-        const usage = await withQuotaLock(this.locks, mailbox.dir, () => readUsage(mailbox.dir, quota, this.host))
+        const owner = this.ownerFor(p)
+        const usage = await withQuotaLock(this.locks, mailbox.dir, () => readUsage(mailbox.dir, quota, this.host, undefined, owner), {owner})
         if (usage.bytes >= quota) {
           return {
             ok: false,
@@ -210,9 +217,10 @@ export class MaildirBackend implements Backend {
       date,
     })
     const quota = this.quotaFor(r.path)
+    const owner = this.ownerFor(r.path)
     try {
-      if (quota === undefined) return await this.write(rcpt, envelope.transactionId, mailbox, headers, spool)
-      return await this.writeWithinQuota(rcpt, envelope.transactionId, mailbox, headers, spool, quota)
+      if (quota === undefined) return await this.write(rcpt, envelope.transactionId, mailbox, headers, spool, {owner})
+      return await this.writeWithinQuota(rcpt, envelope.transactionId, mailbox, headers, spool, quota, owner)
     } catch (err) {
       if (err instanceof QuotaRefusal) return {reply: this.quotaReply(rcpt, err.verdict), mailbox: mailbox.name}
       // No warning line: the recipient's own log line carries the cause.
@@ -242,14 +250,16 @@ export class MaildirBackend implements Backend {
     headers: string,
     spool: FileSpool,
     quota: number,
+    owner: MailboxOwner | undefined,
   ): Promise<DeliveryResult> {
     const expected = storedSizes(headers, spool).size
     if (expected > quota) throw new QuotaRefusal('tooBig')
     const peek = await peekUsage(mailbox.dir, quota)
     if (peek && peek.bytes + expected > quota) throw new QuotaRefusal('over')
     return this.write(rcpt, id, mailbox, headers, spool, {
-      commit: (size, rename) => this.committer.reserveAndCommit(mailbox.dir, quota, size, rename),
-      uncommit: (size, unlink) => this.committer.releaseAndRemove(mailbox.dir, size, unlink),
+      owner,
+      commit: (size, rename) => this.committer.reserveAndCommit(mailbox.dir, quota, size, rename, owner),
+      uncommit: (size, unlink) => this.committer.releaseAndRemove(mailbox.dir, size, unlink, owner),
     })
   }
 
@@ -259,7 +269,7 @@ export class MaildirBackend implements Backend {
     mailbox: ResolvedMailbox,
     headers: string,
     spool: FileSpool,
-    hooks: Pick<MaildirWrite, 'commit' | 'uncommit'> = {},
+    hooks: Pick<MaildirWrite, 'commit' | 'uncommit' | 'owner'> = {},
   ): Promise<DeliveryResult> {
     await this.checkNoLinks(mailbox)
     const written = await writeMaildirMessage({

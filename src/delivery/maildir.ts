@@ -17,6 +17,8 @@ export interface FileLike {
   read(buffer: Buffer, offset: number, length: number, position: number | null): Promise<{bytesRead: number}>
   sync(): Promise<void>
   close(): Promise<void>
+  /** fchown (node's FileHandle has it); needed only for mailboxes with an owner. */
+  chown?(uid: number, gid: number): Promise<void>
 }
 
 /** The file system operations delivery uses: a seam so tests can inject ENOSPC, EDQUOT or EIO. */
@@ -37,6 +39,18 @@ export const realFs: MaildirFs = {
 
 /** Flags for creating a temp file: exclusive, write-only, never through a symlink. */
 export const CREATE_EXCLUSIVE = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW
+
+/** Flags for opening a directory to fchown or pin it: never through a symlink in its last component. */
+export const OPEN_DIRECTORY = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW
+
+/**
+ * The owner given to the files and directories created for one mailbox (users file `uid=` / `gid=`); -1 leaves
+ * that id as the process's.
+ */
+export interface MailboxOwner {
+  uid: number
+  gid: number
+}
 
 /** Directory mode of tmp/, new/, cur/ and any parent the writer creates. */
 export const DIR_MODE = 0o700
@@ -310,13 +324,64 @@ export function fsyncDirGrouped(dir: string, fs: MaildirFs = realFs): Promise<vo
 
 const ensured = new Set<string>()
 
-/** Creates `tmp/`, `new/` and `cur/` of a Maildir (and missing parents) with mode 0700. */
-export async function ensureMaildir(dir: string, fs: MaildirFs = realFs): Promise<void> {
+/**
+ * Creates `tmp/`, `new/` and `cur/` of a Maildir (and missing parents) with mode 0700. With an owner, the
+ * folders created here and the Maildir directory itself (when created here) are given to it through an fd (see
+ * chownDirectory): the folders first, the Maildir directory last, so that until the end nobody but us can
+ * write in it. Parents above the Maildir (the domain directory) stay the process's.
+ */
+export async function ensureMaildir(dir: string, fs: MaildirFs = realFs, owner?: MailboxOwner): Promise<void> {
+  const created: string[] = []
+  let maildirCreated = false
   for (const sub of ['tmp', 'new', 'cur']) {
-    await makeDirectory(path.join(dir, sub), DIR_MODE, fs)
+    const full = path.join(dir, sub)
+    const first = await makeDirectory(full, DIR_MODE, fs)
+    if (first === undefined) continue
+    created.push(full)
+    if (path.resolve(first) !== path.resolve(full)) maildirCreated = true
+  }
+  if (owner) {
+    for (const d of created) await chownDirectory(d, owner, fs)
+    if (maildirCreated) await chownDirectory(dir, owner, fs)
   }
   if (ensured.size > 10_000) ensured.clear()
   ensured.add(dir)
+}
+
+/**
+ * Gives a directory to `owner` through a descriptor opened O_DIRECTORY|O_NOFOLLOW: a symlink put in its place
+ * is refused (ELOOP or ENOTDIR), never followed, and the chown hits exactly the directory opened.
+ */
+export async function chownDirectory(dir: string, owner: MailboxOwner, fs: MaildirFs = realFs): Promise<void> {
+  const h = await fs.open(dir, OPEN_DIRECTORY)
+  try {
+    await chownFile(h, owner, dir)
+  } finally {
+    await h.close()
+  }
+}
+
+/** fchown of an open file or directory (`what` names it in the error when the seam cannot chown). */
+export async function chownFile(h: FileLike, owner: MailboxOwner, what: string): Promise<void> {
+  if (!h.chown) throw new Error(`cannot give ${what} to uid ${owner.uid} gid ${owner.gid}: this file system seam has no chown`)
+  await h.chown(owner.uid, owner.gid)
+}
+
+/**
+ * A directory held open (O_DIRECTORY|O_NOFOLLOW), named by `/proc/self/fd/N`: a create or rename through that
+ * name lands in the directory that was opened even if its path is swapped for a symlink meanwhile (openat and
+ * renameat without native code; Linux). Used wherever the mailbox's owner could make such a swap.
+ */
+export interface PinnedDirectory {
+  /** `/proc/self/fd/N`: join names to it. */
+  readonly path: string
+  close(): Promise<void>
+}
+
+/** Opens `dir` as a {@link PinnedDirectory}; ELOOP or ENOTDIR when it is a symlink or not a directory. */
+export async function pinDirectory(dir: string): Promise<PinnedDirectory> {
+  const h = await fsp.open(dir, OPEN_DIRECTORY)
+  return {path: `/proc/self/fd/${h.fd}`, close: () => h.close()}
 }
 
 /**
@@ -324,19 +389,27 @@ export async function ensureMaildir(dir: string, fs: MaildirFs = realFs): Promis
  * when a level cannot be created for lack of inodes (the real ENOSPC is lost); then the levels are made one by
  * one from the top, so the error thrown is the real one and "out of inodes" earns 452 4.3.1 like a full disk.
  */
-export async function makeDirectory(dir: string, mode: number, fs: MaildirFs = realFs): Promise<void> {
+export async function makeDirectory(dir: string, mode: number, fs: MaildirFs = realFs): Promise<string | undefined> {
   try {
-    await fs.mkdir(dir, {recursive: true, mode})
+    const first = await fs.mkdir(dir, {recursive: true, mode})
+    return typeof first === 'string' ? first : undefined
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw err
     const levels: string[] = []
     for (let d = path.resolve(dir); path.dirname(d) !== d; d = path.dirname(d)) levels.unshift(d)
     // Plain mkdir, level by level: the one that cannot be made fails with its own errno.
+    let first: string | undefined
     for (const level of levels) {
-      await fs.mkdir(level, {recursive: false, mode}).catch((e: unknown) => {
-        if (!isErrno(e, 'EEXIST')) throw e
-      })
+      const made = await fs.mkdir(level, {recursive: false, mode}).then(
+        () => true,
+        (e: unknown) => {
+          if (!isErrno(e, 'EEXIST')) throw e
+          return false
+        },
+      )
+      if (made) first ??= level
     }
+    return first
   }
 }
 
@@ -390,6 +463,12 @@ export interface MaildirWrite {
    * duplicate behind), so that quota accounting can take it back under the same lock. Default: `unlink()`.
    */
   uncommit?: (size: number, unlink: () => Promise<void>) => Promise<void>
+  /**
+   * Owner of this mailbox (users file `uid=` / `gid=`): the Maildir folders created and the message file are
+   * given to it (fchown of the O_EXCL|O_NOFOLLOW temp file before its rename), and tmp/ and new/ are pinned
+   * (see PinnedDirectory) so that the owner cannot redirect the create or the rename with a symlink.
+   */
+  owner?: MailboxOwner
 }
 
 /** Where a message was stored. */
@@ -424,20 +503,40 @@ function isErrno(err: unknown, code: string): boolean {
  */
 export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWriteResult> {
   const fs = w.fs ?? realFs
+  if (!ensured.has(w.dir)) await ensureMaildir(w.dir, fs, w.owner)
+  if (!w.owner) return writeMessage(w, fs, path.join(w.dir, 'tmp'), path.join(w.dir, 'new'))
+  const pins: PinnedDirectory[] = []
+  try {
+    for (const sub of ['tmp', 'new']) {
+      pins.push(
+        await pinDirectory(path.join(w.dir, sub)).catch(async (err: unknown) => {
+          if (!isErrno(err, 'ENOENT')) throw err
+          await ensureMaildir(w.dir, fs, w.owner)
+          return pinDirectory(path.join(w.dir, sub))
+        }),
+      )
+    }
+    return await writeMessage(w, fs, pins[0]!.path, pins[1]!.path)
+  } finally {
+    for (const p of pins) await p.close().catch(() => undefined)
+  }
+}
+
+/** writeMaildirMessage into the folders `tmpDir` and `newDir` (paths, or pinned directories). */
+async function writeMessage(w: MaildirWrite, fs: MaildirFs, tmpDir: string, newDir: string): Promise<MaildirWriteResult> {
   const {size, virtualSize} = storedSizes(w.headers, w.stats)
   const base = w.nameFactory ? w.nameFactory() : uniqueName(w.host)
   const name = `${base},S=${size},W=${virtualSize}`
-  const tmpFile = path.join(w.dir, 'tmp', name)
-  const newFile = path.join(w.dir, 'new', name)
+  const tmpFile = path.join(tmpDir, name)
+  const newFile = path.join(newDir, name)
 
-  if (!ensured.has(w.dir)) await ensureMaildir(w.dir, fs)
   let out: FileLike
   try {
     out = await fs.open(tmpFile, CREATE_EXCLUSIVE, FILE_MODE)
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw err
     // Someone removed the Maildir since we last created it.
-    await ensureMaildir(w.dir, fs)
+    await ensureMaildir(w.dir, fs, w.owner)
     out = await fs.open(tmpFile, CREATE_EXCLUSIVE, FILE_MODE)
   }
 
@@ -445,6 +544,8 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
   let fsyncMs = 0
   let closing: Promise<void> | undefined
   try {
+    // Given to the mailbox's owner through the descriptor, before anyone can see it in new/.
+    if (w.owner) await chownFile(out, w.owner, tmpFile)
     let written: number
     if (w.body) {
       // Small message: headers and converted body in one buffer, one write.
@@ -482,7 +583,7 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
       await fs.rename(tmpFile, newFile)
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw err
-      await ensureMaildir(w.dir, fs)
+      await ensureMaildir(w.dir, fs, w.owner)
       await fs.rename(tmpFile, newFile)
     }
   }
@@ -503,7 +604,7 @@ export async function writeMaildirMessage(w: MaildirWrite): Promise<MaildirWrite
     await (w.uncommit ? w.uncommit(size, unlink) : unlink()).catch(() => undefined)
     throw err
   }
-  return {file: newFile, name, size, virtualSize, fsyncMs}
+  return {file: path.join(w.dir, 'new', name), name, size, virtualSize, fsyncMs}
 }
 
 /** Streams the spool file (CRLF) into `out` as LF in bounded memory, after the headers; returns octets written. */

@@ -18,7 +18,7 @@ import {constants} from 'node:fs'
 import * as fsp from 'node:fs/promises'
 import path from 'node:path'
 import {acquireDotlock, type DotlockOptions} from './dotlock.js'
-import {CREATE_EXCLUSIVE, FILE_MODE, uniqueName, writeAll} from './maildir.js'
+import {chownFile, CREATE_EXCLUSIVE, FILE_MODE, type MailboxOwner, pinDirectory, uniqueName, writeAll} from './maildir.js'
 
 /** Name of the Maildir++ quota file inside a Maildir. */
 export const MAILDIRSIZE = 'maildirsize'
@@ -120,23 +120,33 @@ export async function scanUsage(maildir: string): Promise<Usage> {
   return usage
 }
 
-/** Rebuilds maildirsize from the messages and replaces the file atomically; returns the usage found. */
-export async function recalculate(maildir: string, limitBytes: number | undefined, host?: string): Promise<Usage> {
+/**
+ * Rebuilds maildirsize from the messages and replaces the file atomically; returns the usage found. With an
+ * owner (users file `uid=` / `gid=`) the temp file is created in the pinned tmp/ (see pinDirectory) and given to
+ * it through its descriptor before the rename.
+ */
+export async function recalculate(maildir: string, limitBytes: number | undefined, host?: string, owner?: MailboxOwner): Promise<Usage> {
   const usage = await scanUsage(maildir)
   const tmpDir = path.join(maildir, 'tmp')
   await fsp.mkdir(tmpDir, {recursive: true, mode: 0o700})
-  const tmp = path.join(tmpDir, uniqueName(host))
-  const h = await fsp.open(tmp, CREATE_EXCLUSIVE, FILE_MODE)
+  const pinned = owner ? await pinDirectory(tmpDir) : undefined
+  const tmp = path.join(pinned?.path ?? tmpDir, uniqueName(host))
   try {
+    const h = await fsp.open(tmp, CREATE_EXCLUSIVE, FILE_MODE)
     try {
-      await writeAll(h, Buffer.from(formatMaildirSize(limitBytes, usage)))
-    } finally {
-      await h.close()
+      try {
+        if (owner) await chownFile(h, owner, tmp)
+        await writeAll(h, Buffer.from(formatMaildirSize(limitBytes, usage)))
+      } finally {
+        await h.close()
+      }
+      await fsp.rename(tmp, path.join(maildir, MAILDIRSIZE))
+    } catch (err) {
+      await fsp.unlink(tmp).catch(() => undefined)
+      throw err
     }
-    await fsp.rename(tmp, path.join(maildir, MAILDIRSIZE))
-  } catch (err) {
-    await fsp.unlink(tmp).catch(() => undefined)
-    throw err
+  } finally {
+    await pinned?.close()
   }
   return usage
 }
@@ -178,11 +188,17 @@ export interface UsageReading extends Usage {
  * Current usage of a Maildir under a byte limit, from maildirsize, recalculating when Maildir++ says so
  * (missing, malformed, too large, or a different limit). Call under the mailbox's lock.
  */
-export async function readUsage(maildir: string, limitBytes: number, host?: string, now = Date.now()): Promise<UsageReading> {
+export async function readUsage(
+  maildir: string,
+  limitBytes: number,
+  host?: string,
+  now = Date.now(),
+  owner?: MailboxOwner,
+): Promise<UsageReading> {
   const file = await readMaildirSizeFile(maildir)
   const parsed = file && file.bytes <= MAILDIRSIZE_MAX_BYTES ? parseMaildirSize(file.text) : undefined
   if (!file || !parsed || parsed.limitBytes !== limitBytes) {
-    const usage = await recalculate(maildir, limitBytes, host)
+    const usage = await recalculate(maildir, limitBytes, host, owner)
     return {...usage, recalculated: true, ageMs: 0}
   }
   return {bytes: parsed.bytes, count: parsed.count, recalculated: false, ageMs: Math.max(0, now - file.mtimeMs)}
@@ -319,6 +335,7 @@ export interface QuotaWriteOptions {
 }
 
 interface PendingCommit {
+  owner?: MailboxOwner
   limitBytes: number
   size: number
   commit: () => Promise<void>
@@ -344,11 +361,12 @@ export class QuotaCommitter {
   /**
    * Resolves once `commit` (the rename of the finished, fsync'd temp file into new/) ran with `size` octets
    * counted; rejects with {@link QuotaRefusal} when the message does not fit (commit is then not called), or
-   * with commit's error (its line is then taken back with a negative one: Maildir++ allows them).
+   * with commit's error (its line is then taken back with a negative one: Maildir++ allows them). `owner`: the
+   * mailbox's (users file `uid=` / `gid=`), given the lock file and a rebuilt maildirsize.
    */
-  reserveAndCommit(maildir: string, limitBytes: number, size: number, commit: () => Promise<void>): Promise<void> {
+  reserveAndCommit(maildir: string, limitBytes: number, size: number, commit: () => Promise<void>, owner?: MailboxOwner): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const entry: PendingCommit = {limitBytes, size, commit, resolve, reject}
+      const entry: PendingCommit = {owner, limitBytes, size, commit, resolve, reject}
       const queue = this.queues.get(maildir)
       if (queue) {
         queue.push(entry)
@@ -368,7 +386,7 @@ export class QuotaCommitter {
       }
       const batch = queue.splice(0)
       try {
-        await withQuotaLock(this.mutex, maildir, () => this.commitBatch(maildir, batch), this.options.lock)
+        await withQuotaLock(this.mutex, maildir, () => this.commitBatch(maildir, batch), {...this.options.lock, owner: batch[0]!.owner})
       } catch (err) {
         // The lock or the reading failed: nobody in this batch was committed.
         for (const e of batch) e.reject(err)
@@ -378,7 +396,8 @@ export class QuotaCommitter {
 
   private async commitBatch(maildir: string, batch: PendingCommit[]): Promise<void> {
     const host = this.options.host
-    let usage = await readUsage(maildir, batch[0]!.limitBytes, host)
+    const owner = batch[0]!.owner
+    let usage = await readUsage(maildir, batch[0]!.limitBytes, host, undefined, owner)
     let reserved = 0
     const accepted: PendingCommit[] = []
     const refused: [PendingCommit, QuotaRefusal][] = []
@@ -389,7 +408,7 @@ export class QuotaCommitter {
       }
       if (usage.bytes + reserved + e.size > e.limitBytes && !usage.recalculated && usage.ageMs > STALE_OVER_QUOTA_MS) {
         // Maildir++: an old over-quota reading is checked against the files before refusing.
-        usage = {...(await recalculate(maildir, e.limitBytes, host)), recalculated: true, ageMs: 0}
+        usage = {...(await recalculate(maildir, e.limitBytes, host, owner)), recalculated: true, ageMs: 0}
       }
       if (usage.bytes + reserved + e.size > e.limitBytes) {
         refused.push([e, new QuotaRefusal('over')])
@@ -412,7 +431,7 @@ export class QuotaCommitter {
   }
 
   /** Takes back a committed message that could not be made durable: runs `remove` and appends a negative line. */
-  async releaseAndRemove(maildir: string, size: number, remove: () => Promise<void>): Promise<void> {
+  async releaseAndRemove(maildir: string, size: number, remove: () => Promise<void>, owner?: MailboxOwner): Promise<void> {
     await withQuotaLock(
       this.mutex,
       maildir,
@@ -420,7 +439,7 @@ export class QuotaCommitter {
         await remove()
         await this.change(maildir, [{bytes: -size, count: -1}])
       },
-      this.options.lock,
+      {...this.options.lock, owner},
     )
   }
 

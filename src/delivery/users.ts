@@ -1,9 +1,12 @@
 /**
  * The users file of `lmtp serve --users FILE`: which recipients exist, and their quotas.
  *
- * Format: one mailbox per line, `ADDRESS [quota=SIZE]`; the address may be written bare or in angle brackets;
+ * Format: one mailbox per line, `ADDRESS [quota=SIZE] [uid=USER] [gid=GROUP]`; the address may be written bare or
+ * in angle brackets;
  * `#` starts a comment (whole line or after the fields); blank lines are ignored. `quota=none` (or `quota=0`)
- * means no quota for this user whatever `--quota` says. Addresses are matched case-insensitively (and after
+ * means no quota for this user whatever `--quota` says. `uid=` / `gid=` (names or numbers) give the owner of the
+ * files and directories created for that mailbox; names are resolved by the caller (server/reload.ts), which
+ * sets `owner`. Addresses are matched case-insensitively (and after
  * Unicode NFC normalisation). A malformed line is an error that names the file, the line and the problem, so
  * that `lmtp serve` stops at startup instead of bouncing mail later.
  */
@@ -11,6 +14,7 @@ import {readFile} from 'node:fs/promises'
 import type {Path} from '../protocol/address.js'
 import {parseSize, SIZE_SYNTAX, UnitSyntaxError} from '../util/units.js'
 import {addressKey, pathKey} from './mailbox.js'
+import type {MailboxOwner} from './maildir.js'
 
 /** One user of the users file. */
 export interface UserEntry {
@@ -22,6 +26,12 @@ export interface UserEntry {
   quota?: number | null
   /** 1-based line number in the file (for messages). */
   line: number
+  /** `uid=` as written (a user name or number), when given. */
+  uid?: string
+  /** `gid=` as written (a group name or number), when given. */
+  gid?: string
+  /** The resolved owner of what is created for this mailbox (set once `uid`/`gid` are resolved). */
+  owner?: MailboxOwner
 }
 
 /** A malformed users file line. The message reads `FILE:LINE: problem`. */
@@ -42,6 +52,11 @@ export class UserTable {
 
   constructor(readonly entries: readonly UserEntry[]) {
     this.byKey = new Map(entries.map((e) => [e.key, e]))
+  }
+
+  /** True when some mailbox has `uid=` or `gid=` (delivery then needs the right to chown). */
+  get hasOwners(): boolean {
+    return this.entries.some((e) => e.uid !== undefined || e.gid !== undefined)
   }
 
   /** Number of users. */
@@ -93,8 +108,16 @@ export function parseUsersFile(text: string, file = 'users file'): UserTable {
       const eq = opt.indexOf('=')
       const name = eq >= 0 ? opt.slice(0, eq).toLowerCase() : opt
       const value = eq >= 0 ? opt.slice(eq + 1) : ''
-      if (name !== 'quota' || eq < 0) {
-        throw new UsersFileError(file, lineNo, `unknown option ${JSON.stringify(opt)}: the only option is quota=SIZE`)
+      if (!['quota', 'uid', 'gid'].includes(name) || eq < 0) {
+        throw new UsersFileError(file, lineNo, `unknown option ${JSON.stringify(opt)}: the options are quota=SIZE, uid=USER and gid=GROUP`)
+      }
+      if (name === 'uid' || name === 'gid') {
+        if (name in entry) throw new UsersFileError(file, lineNo, `${name} given twice`)
+        if (!/^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/.test(value)) {
+          throw new UsersFileError(file, lineNo, `invalid ${name} ${JSON.stringify(value)}: expected a ${name === 'uid' ? 'user' : 'group'} name or number`)
+        }
+        entry[name] = value
+        continue
       }
       if ('quota' in entry) throw new UsersFileError(file, lineNo, 'quota given twice')
       if (value.toLowerCase() === 'none') {

@@ -7,7 +7,7 @@ import {stat} from 'node:fs/promises'
 import path from 'node:path'
 import {SPOOL_DIR} from '../delivery/mailbox.js'
 import {type Identity, IdentityError, parseOwner, resolveIdentity} from './identity.js'
-import {loadTls, loadUsers} from './reload.js'
+import {checkOwnersAllowed, loadTls, loadUsers} from './reload.js'
 import type {ServeOptions} from './run-server.js'
 import {expiryWarning} from './tls-files.js'
 
@@ -34,7 +34,7 @@ export async function checkServeConfig(o: ServeOptions): Promise<ConfigReport> {
     identity = o.user === undefined ? undefined : resolveIdentity(o.user, o.group)
   })
   await attempt(() => o.socketOwner !== undefined && parseOwner(o.socketOwner, '--socket-owner'))
-  if (o.usersFile) await attempt(() => loadUsers(o.usersFile!))
+  if (o.usersFile) await attempt(async () => checkOwnersAllowed(await loadUsers(o.usersFile!), o.usersFile!, identity))
   if (o.tlsFiles) {
     await attempt(async () => {
       const files = await loadTls(o.tlsFiles!.cert, o.tlsFiles!.key)

@@ -5,6 +5,8 @@
  */
 import type {MaildirBackend} from '../delivery/maildir-backend.js'
 import {UsersFileError, type UserTable, loadUsersFile} from '../delivery/users.js'
+import {existsSync} from 'node:fs'
+import {IdentityError, type Identity, lookupGroup, lookupUser} from './identity.js'
 import type {LmtpServer} from './server.js'
 import type {SystemdNotifier} from './systemd.js'
 import {TlsFileError, expiryWarning, loadTlsFiles, type TlsFiles} from './tls-files.js'
@@ -20,7 +22,10 @@ export class ConfigProblem extends Error {
   }
 }
 
-/** Reads the users file; unreadable, malformed or without a single mailbox is a ConfigProblem naming the file. */
+/**
+ * Reads the users file; unreadable, malformed or without a single mailbox is a ConfigProblem naming the file. The
+ * `uid=` / `gid=` names are resolved here (through getent, like --user): an unknown one is FILE:LINE, exit 78.
+ */
 export async function loadUsers(file: string): Promise<UserTable> {
   let table: UserTable
   try {
@@ -32,7 +37,45 @@ export async function loadUsers(file: string): Promise<UserTable> {
   if (table.size === 0) {
     throw new ConfigProblem(`${file}: no mailbox in it, so every recipient would be refused: add one line per mailbox (ADDRESS [quota=SIZE])`, 78)
   }
+  for (const e of table.entries) {
+    if (e.uid === undefined && e.gid === undefined) continue
+    try {
+      // uid= alone: that user's primary group (when the user is known); gid= alone: the owner stays the process's.
+      const user = e.uid === undefined ? undefined : lookupUser(e.uid, 'uid')
+      const gid = e.gid === undefined ? (user?.name === undefined ? -1 : user.gid) : lookupGroup(e.gid, 'gid')
+      e.owner = {uid: user?.uid ?? -1, gid}
+    } catch (err) {
+      if (err instanceof IdentityError) throw new ConfigProblem(`${file}:${e.line}: ${err.message}`, 78)
+      throw err
+    }
+  }
   return table
+}
+
+/**
+ * Refuses (exit 78) a users file with `uid=` / `gid=` that this process could not honour: giving files away
+ * needs root (CAP_CHOWN), so not with `--user` (`dropTo`, which gives root up after binding) and not when serve
+ * is not root; pinned directories also need /proc (Linux). The message names FILE:LINE and the alternatives.
+ */
+export function checkOwnersAllowed(table: UserTable, file: string, dropTo?: Identity): void {
+  const first = table.entries.find((e) => e.uid !== undefined || e.gid !== undefined)
+  if (!first) return
+  const where = `${file}:${first.line}: uid=/gid= (per-mailbox owners)`
+  if (dropTo) {
+    throw new ConfigProblem(
+      `${where} need root to give each mailbox's files to its owner, but --user drops root after binding: either leave out --user (serve keeps root and gives every file it creates to the mailbox's owner) or remove uid=/gid= and let one mail user own the whole Maildir (--user vmail)`,
+      78,
+    )
+  }
+  if (process.geteuid?.() !== 0) {
+    throw new ConfigProblem(
+      `${where} need root to give each mailbox's files to its owner, but serve runs as uid ${process.geteuid?.() ?? '?'}: start serve as root (without --user), or remove uid=/gid= from the users file`,
+      78,
+    )
+  }
+  if (!existsSync('/proc/self/fd')) {
+    throw new ConfigProblem(`${where} need /proc (Linux) to create files without a symlink race: mount /proc, or remove uid=/gid=`, 78)
+  }
 }
 
 /** Reads and checks the certificate and key; a ConfigProblem naming the file at fault. */
@@ -87,6 +130,7 @@ export class Reloader {
     if (t.usersFile) {
       try {
         const users = await loadUsers(t.usersFile)
+        checkOwnersAllowed(users, t.usersFile)
         t.backend.reconfigure({users, defaultQuota: t.defaultQuota})
         result.reloaded.push(`users file ${t.usersFile} (${users.size} mailboxes)`)
       } catch (err) {

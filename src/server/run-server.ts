@@ -18,7 +18,7 @@ import {type EventsTarget, openEventFeed} from './event-feed.js'
 import {IdentityError, type Identity, dropPrivileges, parseOwner, resolveIdentity, runningAsRoot} from './identity.js'
 import {type LogFormat, attachLogger, createLogger} from './logger.js'
 import {type MetricsEndpoint, MetricsListenError, ServerMetrics, openMetricsEndpoint} from './metrics.js'
-import {ConfigProblem, Reloader, type ReloadResult, loadTls, loadUsers} from './reload.js'
+import {ConfigProblem, Reloader, type ReloadResult, checkOwnersAllowed, loadTls, loadUsers} from './reload.js'
 import {ListenError, LmtpServer} from './server.js'
 import type {CidrList} from '../net/proxy-protocol.js'
 import type {WorkerMessage} from './workers.js'
@@ -112,6 +112,7 @@ export async function runServer(o: ServeOptions): Promise<ServeSummary> {
     identity = undefined
   }
   const users = o.usersFile ? await configuredAsync(() => loadUsers(o.usersFile!)) : undefined
+  if (users) configured(() => checkOwnersAllowed(users, o.usersFile!, identity))
   let tlsPair = o.tls
   if (o.tlsFiles) {
     const files = await configuredAsync(() => loadTls(o.tlsFiles!.cert, o.tlsFiles!.key))
