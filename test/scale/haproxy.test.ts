@@ -2,7 +2,7 @@
  * A real HAProxy (Debian's) in front of three `lmtp serve` instances on one Maildir, with send-proxy-v2 and the
  * configuration printed in the README (read from it here, ports replaced). 16 sessions deliver 2,000 messages,
  * each to a user with a 100K quota and to one with a large quota; after 600 acknowledged deliveries (an explicit
- * signal, no sleep) one instance is SIGKILLed and HAProxy must route around it (health check on the LMTP greeting,
+ * signal, no sleep) one instance is SIGKILLed and HAProxy must route around it (health check on each instance's /healthz,
  * redispatch on connect failure). Then the killed instance is restarted (its startup clean-up repairs what it left)
  * and one more message goes to each mailbox. Every acknowledged delivery is stored exactly once, the quota user is
  * within its quota, `maildirsize` adds up to the files, and the stored Received headers name the clients as HAProxy
@@ -23,7 +23,7 @@ const PER_SESSION = Number(process.env.HAPROXY_PER_SESSION ?? 125)
 const KILL_AFTER = Number(process.env.HAPROXY_KILL_AFTER ?? 600)
 
 /** The HAProxy configuration block of the README (the one operators copy), with our ports. */
-async function readmeConfig(ports: number[]): Promise<string> {
+async function readmeConfig(ports: number[], metricsPorts: number[]): Promise<string> {
   const readme = await readFile(path.join(REPO_ROOT, 'README.md'), 'utf8')
   const m = /<!-- haproxy-example: test\/scale\/haproxy\.test\.ts -->\n```\n([\s\S]*?)```/.exec(readme)
   if (!m) throw new Error('README.md has no haproxy-example block')
@@ -31,6 +31,11 @@ async function readmeConfig(ports: number[]): Promise<string> {
   for (const [i, p] of [2424, 2425, 2426, 2427].entries()) {
     expect(cfg).toContain(`127.0.0.1:${p}`)
     cfg = cfg.replace(`127.0.0.1:${p}`, `127.0.0.1:${ports[i]}`)
+  }
+  // The health checks go to each instance's /healthz on its --metrics port.
+  for (const [i, p] of [9125, 9126, 9127].entries()) {
+    expect(cfg).toContain(`check port ${p}`)
+    cfg = cfg.replace(`check port ${p}`, `check port ${metricsPorts[i]}`)
   }
   return cfg
 }
@@ -48,13 +53,17 @@ describePeers('three serve instances behind a real HAProxy', ['haproxy'], () => 
     const users = path.join(dir.path, 'users')
     await writeFile(users, `quota@${DOMAIN} quota=${QUOTA}\nbig@${DOMAIN} quota=1G\n`)
     const ports = [await freePort(), await freePort(), await freePort(), await freePort()]
-    const instanceArgs = (i: number) => ['--maildir', root, '--users', users, '--hostname', `lmtp${i + 1}.test`, '--no-events', '--proxy-listen', `127.0.0.1:${ports[i + 1]}`, '--proxy-protocol-from', '127.0.0.1']
+    const metricsPorts = [await freePort(), await freePort(), await freePort()]
+    const instanceArgs = (i: number) => [
+      '--maildir', root, '--users', users, '--hostname', `lmtp${i + 1}.test`, '--no-events',
+      '--proxy-listen', `127.0.0.1:${ports[i + 1]}`, '--proxy-protocol-from', '127.0.0.1', '--metrics', `127.0.0.1:${metricsPorts[i]}`,
+    ]
     const instances: ServeProcess[] = []
     for (let i = 0; i < 3; i++) instances.push(await spawnServe(instanceArgs(i)))
     cleanups.push(() => Promise.all(instances.map((p) => killAndWait(p))))
 
     const cfgFile = path.join(dir.path, 'haproxy.cfg')
-    await writeFile(cfgFile, await readmeConfig(ports))
+    await writeFile(cfgFile, await readmeConfig(ports, metricsPorts))
     const haproxy = new PeerProcess('haproxy', 'haproxy', ['-f', cfgFile, '-db'])
     cleanups.push(() => haproxy.stop())
     await waitForListening({port: ports[0]!}, {process: haproxy, greeting: true})
@@ -81,6 +90,8 @@ describePeers('three serve instances behind a real HAProxy', ['haproxy'], () => 
     )
     expect(((await killing) as {signal?: string} | undefined)?.signal).toBe('SIGKILL')
     const ackedAfterKill = ledger.acked.length - killedAt
+    // HAProxy took the killed instance out through its health check (/healthz on the metrics port).
+    expect(haproxy.output()).toMatch(/lmtp_serve\/lmtp2 is DOWN/)
 
     // An operator (or systemd) restarts the killed instance: its clean-up removes what it left in tmp/ and drops
     // the maildirsize it may have counted a message in; one more message per mailbox has it rebuilt.
