@@ -10,7 +10,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, expect, test} from 'vitest'
 import {runCli} from '../client/run-cli.js'
 import {describePeers, type Mailutils, startMailutils} from '../support/peers.js'
-import {check, checkIds, DELIVERY_CHECKS, isForgedBySmuggling, probeJson, RUN_LIMIT_MS, rows, SMUGGLING_CHECKS, sendArgs, sendJson} from './client-runs.js'
+import {check, checkIds, DELIVERY_CHECKS, isForgedBySmuggling, probeJson, RUN_LIMIT_MS, replayJson, rows, SMUGGLING_CHECKS, sendArgs, sendJson, writeEmlCorpus} from './client-runs.js'
 
 describePeers('lmtp send, probe, replay -> GNU Mailutils lmtpd', ['mailutils'], () => {
   let mu: Mailutils
@@ -73,5 +73,16 @@ describePeers('lmtp send, probe, replay -> GNU Mailutils lmtpd', ['mailutils'], 
     const {json} = await probeJson(server)
     expect(check(json, 'pipelining-order')).toMatchObject({status: 'pass'})
     expect(checkIds(json, 'fail')).toEqual(['rset-noop'])
+  })
+
+  test('replay of 20 messages (.eml dir) into Mailutils: all delivered, exit 0, no session counted lost', async () => {
+    const corpus = await writeEmlCorpus(join(scratch, 'corpus'), 20, 'mailutils')
+    const before = await mu.countMessages('news')
+    const {run, json} = await replayJson(corpus, server, '--to', 'news@example.com')
+    expect(json.messages).toEqual({total: 20, delivered: 20, deferred: 0, rejected: 0})
+    expect(json.recipients).toMatchObject({total: 20, delivered: 20})
+    expect(json.connections.lost).toBe(0)
+    expect(run.code).toBe(0)
+    expect(await mu.countMessages('news')).toBe(before + 20)
   })
 })
