@@ -110,4 +110,21 @@ describe('capabilities and the command line', () => {
     expect(run.code).toBe(64)
     expect(run.stderr).toMatch(/there is no command "frobnicate".*see lmtp --help/)
   })
+
+  test("'-' on a terminal says it reads standard input; from a pipe it says nothing", async () => {
+    // util-linux's script(1) gives the command a real terminal; its own stdin (empty) ends the message at once.
+    // CI installs util-linux (.ci/install-peers); a machine without script(1) fails here rather than skipping.
+    const cmd = `${process.execPath} ${join(ROOT, 'bin/run.js')} send - --server 127.0.0.1:9 --to a@example.com --json`
+    const onTty = await new Promise<string>((resolve, reject) => {
+      const child = spawn('script', ['-qfec', cmd, '/dev/null'], {cwd: ROOT, env: {...process.env, NO_COLOR: '1'}, stdio: ['pipe', 'pipe', 'pipe']})
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')))
+      child.on('error', reject)
+      child.on('close', () => resolve(out))
+      child.stdin.end()
+    })
+    expect(onTty).toContain('lmtp send: reading the message from standard input (end it with Ctrl-D on a line of its own)')
+    const piped = await runCli(['send', '-', '--server', '127.0.0.1:9', '--to', 'a@example.com', '--json'], {input: ''})
+    expect(`${piped.stdout}${piped.stderr}`).not.toContain('reading the message from standard input')
+  })
 })
