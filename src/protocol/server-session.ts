@@ -72,13 +72,53 @@ interface Transaction {
   messageId: MessageIdScanner
 }
 
-/** A BDAT chunk being read: how many octets remain, whether it is LAST, and whether to keep them. */
+/** A BDAT chunk being read: how many octets remain, its announced size, and whether it is LAST. */
 interface ChunkRead {
   remaining: number
   size: number
   last: boolean
-  /** Reply to give when the chunk has been consumed instead of the normal processing (a refused BDAT). */
-  refusal?: Reply
+}
+
+/**
+ * The session's phase, carrying the data that phase owns; process() switches on it. `skipping` reads and
+ * throws away the octets of a BDAT chunk that was refused (or that has no accepted recipient to go to), then
+ * returns to the phase it interrupted; `refusal` is the reply owed once the chunk is consumed. `delivering` and
+ * `closed` keep the transaction until it has been ended (a session closed mid-transaction keeps it for abort()).
+ */
+type Phase =
+  | {kind: 'greeted'}
+  | {kind: 'ready'}
+  | {kind: 'mail'; tx: Transaction}
+  | {kind: 'rcpt'; tx: Transaction}
+  | {kind: 'data'; tx: Transaction; decoder: DataDecoder}
+  | {kind: 'bdat'; tx: Transaction; chunk?: ChunkRead}
+  | {kind: 'skipping'; chunk: ChunkRead; refusal?: Reply; resume: Phase}
+  | {kind: 'delivering'; tx?: Transaction}
+  | {kind: 'closed'; tx?: Transaction}
+
+/** A phase in which BDAT chunk octets are being read. */
+type ReadingChunk = Extract<Phase, {kind: 'skipping'}> | (Extract<Phase, {kind: 'bdat'}> & {chunk: ChunkRead})
+
+/** True while the octets of a BDAT chunk are being read (they are not command lines). */
+function isReadingChunk(phase: Phase): phase is ReadingChunk {
+  return phase.kind === 'skipping' || (phase.kind === 'bdat' && phase.chunk !== undefined)
+}
+
+/** The reported state of a phase (a skipped chunk does not change it). */
+function stateOf(phase: Phase): SessionState {
+  return phase.kind === 'skipping' ? stateOf(phase.resume) : (phase.kind.toUpperCase() as SessionState)
+}
+
+/** The open transaction of a phase, if any. */
+function txOf(phase: Phase): Transaction | undefined {
+  if (phase.kind === 'skipping') return txOf(phase.resume)
+  return 'tx' in phase ? phase.tx : undefined
+}
+
+/** The phase once its transaction is reset: `greeted` and `closed` stay (without it), the others become `ready`. */
+function withoutTx(phase: Phase): Phase {
+  if (phase.kind === 'closed') return {kind: 'closed'}
+  return phase.kind === 'greeted' ? phase : {kind: 'ready'}
 }
 
 const EMPTY = Buffer.alloc(0)
@@ -86,11 +126,8 @@ let transactionCounter = 0
 
 /** One LMTP server session. Feed it bytes with receive(); it writes replies through SessionIO. */
 export class ServerSession {
-  private stateValue: SessionState = 'GREETED'
+  private phase: Phase = {kind: 'greeted'}
   private readonly lines: LineReader
-  private decoder: DataDecoder | undefined
-  private chunk: ChunkRead | undefined
-  private tx: Transaction | undefined
   private errors = 0
   private lhloName = ''
   private tls = false
@@ -118,12 +155,12 @@ export class ServerSession {
 
   /** The current state. */
   get state(): SessionState {
-    return this.stateValue
+    return stateOf(this.phase)
   }
 
   /** True while a transaction is open (between MAIL and the last per-recipient reply). */
   get inTransaction(): boolean {
-    return this.tx !== undefined
+    return txOf(this.phase) !== undefined
   }
 
   /** Sends the 220 greeting. */
@@ -156,16 +193,18 @@ export class ServerSession {
   async abort(end?: SessionEnd): Promise<void> {
     await this.queue.catch(() => {})
     if (this.ended === undefined) {
-      const inBody = this.decoder !== undefined || this.chunk !== undefined || this.tx?.via !== undefined
-      this.ended = end ?? (inBody && this.stateValue !== 'DELIVERING' ? 'client-dropped-in-body' : 'client-closed')
+      const p = this.phase
+      // Inside a body: DATA or BDAT under way (tx.via is set), or the octets of a refused chunk being read.
+      const inBody = p.kind === 'skipping' || txOf(p)?.via !== undefined
+      this.ended = end ?? (inBody && p.kind !== 'delivering' ? 'client-dropped-in-body' : 'client-closed')
     }
     await this.resetTransaction(true)
-    this.stateValue = 'CLOSED'
+    this.phase = {kind: 'closed'}
   }
 
   /** The idle timer fired: 421 4.4.2 and close. */
   idleTimeout(): void {
-    if (this.stateValue === 'CLOSED') return
+    if (this.phase.kind === 'closed') return
     this.send(R.idleTimeout)
     this.close('idle-timeout')
   }
@@ -175,14 +214,19 @@ export class ServerSession {
    * transaction is closed with 421 4.3.2 once its transaction has finished. Returns true when closed now.
    */
   shutdown(): boolean {
-    if (this.stateValue === 'CLOSED') return true
-    if (this.tx === undefined && this.stateValue !== 'DELIVERING') {
+    if (this.phase.kind === 'closed') return true
+    if (txOf(this.phase) === undefined && this.phase.kind !== 'delivering') {
       this.send(R.shuttingDown)
       this.close('shutdown')
       return true
     }
     this.closeAfterTransaction = true
     return false
+  }
+
+  /** The current phase, read afresh (while this call awaited, another one may have moved it). */
+  private current(): Phase {
+    return this.phase
   }
 
   private info(): SessionInfo {
@@ -196,7 +240,7 @@ export class ServerSession {
   }
 
   private send(r: Reply): void {
-    if (this.stateValue === 'CLOSED') return
+    if (this.phase.kind === 'closed') return
     const text = formatReply(r)
     this.bytesOut += Buffer.byteLength(text)
     this.io.write(text)
@@ -212,8 +256,8 @@ export class ServerSession {
   }
 
   private close(end: SessionEnd): void {
-    if (this.stateValue === 'CLOSED') return
-    this.stateValue = 'CLOSED'
+    if (this.phase.kind === 'closed') return
+    this.phase = {kind: 'closed', tx: txOf(this.phase)}
     this.ended ??= end
     this.io.close()
   }
@@ -230,13 +274,14 @@ export class ServerSession {
 
   private async process(chunk: Buffer): Promise<void> {
     let buf = chunk
-    while (this.stateValue !== 'CLOSED') {
-      if (this.chunk) {
+    while (this.phase.kind !== 'closed') {
+      const phase = this.phase
+      if (isReadingChunk(phase)) {
         if (buf.length === 0) return
-        buf = await this.readChunk(buf)
-      } else if (this.decoder) {
+        buf = await this.readChunk(phase, buf)
+      } else if (phase.kind === 'data') {
         if (buf.length === 0) return
-        buf = await this.readData(buf)
+        buf = await this.readData(phase, buf)
       } else {
         if (buf.length > 0) {
           this.lines.push(buf)
@@ -250,7 +295,7 @@ export class ServerSession {
         }
         await this.onLine(ev.line.toString('utf8'))
         // The command switched to body mode: what was buffered after its line is body.
-        if (this.chunk || this.decoder) buf = this.lines.take()
+        if (isReadingChunk(this.phase) || this.phase.kind === 'data') buf = this.lines.take()
       }
     }
   }
@@ -269,8 +314,8 @@ export class ServerSession {
     if (!parsed.ok) {
       // A refused BDAT whose size we could read still carries its octets: consume them to stay in sync.
       if (parsed.bdatSize !== undefined) {
-        this.chunk = {remaining: parsed.bdatSize, size: parsed.bdatSize, last: false, refusal: parsed.reply}
-        if (parsed.bdatSize === 0) await this.finishChunk()
+        const skip = this.skipChunk(parsed.bdatSize, false, parsed.reply)
+        if (parsed.bdatSize === 0) await this.finishChunk(skip)
         return
       }
       this.fail(parsed.reply)
@@ -291,7 +336,7 @@ export class ServerSession {
         return
       case 'RSET':
         await this.resetTransaction(true)
-        if (this.stateValue !== 'GREETED') this.stateValue = 'READY'
+        if (this.phase.kind !== 'greeted') this.phase = {kind: 'ready'}
         this.send(R.resetOk)
         return
       case 'VRFY':
@@ -304,7 +349,7 @@ export class ServerSession {
       case 'LHLO':
         await this.resetTransaction(true)
         this.lhloName = cmd.domain
-        this.stateValue = 'READY'
+        this.phase = {kind: 'ready'}
         this.send({
           code: 250,
           lines: [
@@ -338,7 +383,7 @@ export class ServerSession {
 
   private async startTls(): Promise<void> {
     if (this.tls) return this.fail(R.tlsAlreadyActive)
-    if (this.stateValue === 'GREETED') return this.fail(R.badSequenceLhloFirst)
+    if (this.phase.kind === 'greeted') return this.fail(R.badSequenceLhloFirst)
     if (!this.canStartTls()) return this.fail(R.startTlsUnavailable)
     this.send(R.readyForTls)
     // Anything pipelined after STARTTLS arrived in clear text and must never be obeyed (CVE-2011-0411).
@@ -347,7 +392,7 @@ export class ServerSession {
     try {
       const params = await this.io.startTls!()
       this.tls = true
-      this.stateValue = 'GREETED'
+      this.phase = {kind: 'greeted'}
       this.lhloName = ''
       this.emit({type: 'tls', at: Date.now(), sessionId: this.options.sessionId, role: 'server', ...params})
     } catch {
@@ -356,16 +401,16 @@ export class ServerSession {
   }
 
   private async onMail(from: Path, params: MailParams): Promise<void> {
-    if (this.stateValue === 'GREETED') return this.fail(R.badSequenceLhloFirst)
-    if (this.tx) return this.fail(R.nestedMail)
+    if (this.phase.kind === 'greeted') return this.fail(R.badSequenceLhloFirst)
+    if (txOf(this.phase)) return this.fail(R.nestedMail)
     if (from.isUtf8 && !params.smtputf8) return this.fail(R.nonAsciiSender)
     if (params.size !== undefined && params.size > this.maxMessageSize) {
       this.send(R.messageTooBig)
       return
     }
     const id = `${this.options.sessionId}.${++transactionCounter}`
-    this.tx = {id, from, params, recipients: [], bdatBytes: 0, bdatPrevCr: false, messageId: new MessageIdScanner()}
-    this.stateValue = 'MAIL'
+    const tx: Transaction = {id, from, params, recipients: [], bdatBytes: 0, bdatPrevCr: false, messageId: new MessageIdScanner()}
+    this.phase = {kind: 'mail', tx}
     this.send(R.senderOk)
     this.emit({
       type: 'transaction.started',
@@ -379,8 +424,8 @@ export class ServerSession {
   }
 
   private async onRcpt(to: Path): Promise<void> {
-    if (this.stateValue === 'GREETED') return this.fail(R.badSequenceLhloFirst)
-    const tx = this.tx
+    if (this.phase.kind === 'greeted') return this.fail(R.badSequenceLhloFirst)
+    const tx = txOf(this.phase)
     if (!tx) return this.fail(R.mailFirst)
     if (tx.via) return this.fail(R.rcptAfterBody)
     const refuse = (r: Reply, mailbox?: string): void => {
@@ -409,7 +454,7 @@ export class ServerSession {
     if (!check.ok) return refuse(check.reply, check.mailbox)
     const index = tx.recipients.length
     tx.recipients.push({index, path: to, mailbox: check.mailbox})
-    this.stateValue = 'RCPT'
+    this.phase = {kind: 'rcpt', tx}
     this.send(R.recipientOk)
     this.emit({
       type: 'recipient.accepted',
@@ -438,8 +483,8 @@ export class ServerSession {
   }
 
   private async onData(): Promise<void> {
-    if (this.stateValue === 'GREETED') return this.fail(R.badSequenceLhloFirst)
-    const tx = this.tx
+    if (this.phase.kind === 'greeted') return this.fail(R.badSequenceLhloFirst)
+    const tx = txOf(this.phase)
     if (!tx) return this.fail(R.mailFirst)
     if (tx.via === 'BDAT') return this.fail(R.mixedDataBdat)
     if (tx.recipients.length === 0) return this.fail(R.noValidRecipients)
@@ -450,21 +495,17 @@ export class ServerSession {
       return
     }
     tx.via = 'DATA'
-    this.stateValue = 'DATA'
-    this.decoder = new DataDecoder({maxSize: this.maxMessageSize})
+    this.phase = {kind: 'data', tx, decoder: new DataDecoder({maxSize: this.maxMessageSize})}
     this.send(R.startData)
   }
 
-  private async readData(buf: Buffer): Promise<Buffer> {
-    const tx = this.tx!
-    const decoder = this.decoder!
+  private async readData({tx, decoder}: {tx: Transaction; decoder: DataDecoder}, buf: Buffer): Promise<Buffer> {
     const result = decoder.push(buf)
     for (const part of result.body) {
       if (tx.failure || decoder.bareCr || decoder.bareLf) break
       await this.spoolWrite(tx, part)
     }
     if (!result.done) return EMPTY
-    this.decoder = undefined
     if (!tx.failure) {
       if (decoder.oversize) tx.failure = R.messageTooBig
       else if (decoder.bareCr || decoder.bareLf) tx.failure = R.bareLineEnding
@@ -484,53 +525,60 @@ export class ServerSession {
   }
 
   private async onBdat(size: number, last: boolean): Promise<void> {
-    const refuse = (r: Reply): void => {
-      this.chunk = {remaining: size, size, last, refusal: r}
-    }
-    const tx = this.tx
-    if (this.stateValue === 'GREETED') refuse(R.badSequenceLhloFirst)
-    else if (!tx) refuse(R.mailFirst)
-    else if (tx.via === 'DATA') refuse(R.mixedDataBdat)
+    let reading: ReadingChunk
+    const tx = txOf(this.phase)
+    if (this.phase.kind === 'greeted') reading = this.skipChunk(size, last, R.badSequenceLhloFirst)
+    else if (!tx) reading = this.skipChunk(size, last, R.mailFirst)
+    else if (tx.via === 'DATA') reading = this.skipChunk(size, last, R.mixedDataBdat)
     else if (tx.recipients.length === 0) {
       // RFC 2033: with no accepted recipient there is nobody to answer for after LAST, so LAST gets no reply;
       // a non-LAST chunk gets the one reply it is owed.
-      this.chunk = {remaining: size, size, last, refusal: last ? undefined : R.noValidRecipients}
+      reading = this.skipChunk(size, last, last ? undefined : R.noValidRecipients)
     } else {
       if (!tx.spool) await this.openSpool(tx)
       tx.via = 'BDAT'
-      this.stateValue = 'BDAT'
       if (!tx.failure && tx.bdatBytes + size > this.maxMessageSize) tx.failure = R.messageTooBig
-      this.chunk = {remaining: size, size, last}
+      reading = {kind: 'bdat', tx, chunk: {remaining: size, size, last}}
+      this.phase = reading
     }
-    if (size === 0) await this.finishChunk()
+    if (size === 0) await this.finishChunk(reading)
   }
 
-  private async readChunk(buf: Buffer): Promise<Buffer> {
-    const c = this.chunk!
+  /** Enters `skipping` for a chunk whose octets are read and thrown away, then back to the current phase. */
+  private skipChunk(size: number, last: boolean, refusal: Reply | undefined): ReadingChunk {
+    const skip: ReadingChunk = {kind: 'skipping', chunk: {remaining: size, size, last}, refusal, resume: this.phase}
+    this.phase = skip
+    return skip
+  }
+
+  private async readChunk(reading: ReadingChunk, buf: Buffer): Promise<Buffer> {
+    const c = reading.chunk
     const n = Math.min(c.remaining, buf.length)
     const part = buf.subarray(0, n)
     c.remaining -= n
-    const tx = this.tx
-    if (!c.refusal && tx && tx.via === 'BDAT' && !tx.failure) {
+    if (reading.kind === 'bdat' && !reading.tx.failure) {
+      const tx = reading.tx
       tx.bdatBytes += n
       if (hasBareLineEnding(part, tx)) tx.failure = R.bareLineEnding
       else await this.spoolWrite(tx, part)
     }
-    if (c.remaining === 0) await this.finishChunk()
+    if (c.remaining === 0) await this.finishChunk(reading)
     return buf.subarray(n)
   }
 
-  private async finishChunk(): Promise<void> {
-    const c = this.chunk!
-    this.chunk = undefined
-    if (c.refusal) return this.fail(c.refusal)
-    const tx = this.tx
-    if (!tx || tx.recipients.length === 0) {
+  private async finishChunk(reading: ReadingChunk): Promise<void> {
+    const c = reading.chunk
+    if (reading.kind === 'skipping') {
+      if (this.current() === reading) this.phase = reading.resume
+      if (reading.refusal) return this.fail(reading.refusal)
       // BDAT LAST with no accepted recipient: the transaction ends without a reply.
       await this.resetTransaction(true)
-      if (this.stateValue !== 'GREETED') this.stateValue = 'READY'
+      if (this.phase.kind !== 'greeted') this.phase = {kind: 'ready'}
       return
     }
+    const tx = reading.tx
+    // The chunk is done (unless the session was closed while its last octets were written).
+    if (this.current() === reading) this.phase = {kind: 'bdat', tx}
     if (!c.last) {
       this.send(tx.failure ?? R.chunkOk(c.size))
       return
@@ -542,7 +590,7 @@ export class ServerSession {
 
   /** End of the body: N replies, one per accepted recipient, in RCPT order, each as soon as it is decided. */
   private async endOfData(tx: Transaction, size: number): Promise<void> {
-    this.stateValue = 'DELIVERING'
+    this.phase = {kind: 'delivering', tx}
     const endAt = Date.now()
     this.emit({
       type: 'body.received',
@@ -627,9 +675,11 @@ export class ServerSession {
       aborted: false,
     })
     const spool = tx.spool
-    this.tx = undefined
+    // The transaction is over (a close during delivery keeps `closed`); its spool goes away next.
+    const after = this.current()
+    if (after.kind === 'delivering' || after.kind === 'closed') this.phase = {kind: after.kind}
     if (spool) await spool.discard().catch(() => {})
-    if (this.stateValue === 'DELIVERING') this.stateValue = 'READY'
+    if (this.current().kind === 'delivering') this.phase = {kind: 'ready'}
     if (this.closeAfterTransaction) {
       this.send(R.shuttingDown)
       this.close('shutdown')
@@ -638,10 +688,9 @@ export class ServerSession {
 
   /** Ends the open transaction, if any, throwing its spool away. */
   private async resetTransaction(emitAborted: boolean): Promise<void> {
-    const tx = this.tx
+    const tx = txOf(this.phase)
     if (!tx) return
-    this.tx = undefined
-    this.decoder = undefined
+    this.phase = withoutTx(this.phase)
     if (tx.spool) await tx.spool.discard().catch(() => {})
     if (emitAborted) {
       this.emit({
@@ -657,7 +706,6 @@ export class ServerSession {
         aborted: true,
       })
     }
-    if (this.stateValue !== 'GREETED' && this.stateValue !== 'CLOSED') this.stateValue = 'READY'
   }
 }
 
