@@ -85,6 +85,15 @@ interface Connection {
 
 let sessionCounter = 0
 const EMPTY = Buffer.alloc(0)
+
+/**
+ * The one way a listener is made (bound here, or inherited from systemd). allowHalfOpen: a client's end of stream
+ * (shutdown(SHUT_WR) right after the final dot) must not close our side before the per-recipient replies are
+ * written; onEnd closes it once the session has caught up.
+ */
+function listeningServer(onConnection: (socket: net.Socket) => void): net.Server {
+  return net.createServer({noDelay: true, allowHalfOpen: true}, onConnection)
+}
 /** Reply bytes a connection may have unsent before the server stops reading from it. */
 const MAX_UNSENT_REPLY_BYTES = 64 * 1024
 
@@ -164,11 +173,7 @@ export class LmtpServer {
   }
 
   private async listen(target: Target, proxied = false): Promise<ListenerInfo> {
-    // allowHalfOpen: a client's end of stream (shutdown(SHUT_WR) right after the final dot) must not close our
-    // side before the per-recipient replies are written; onEnd closes it once the session has caught up.
-    const server = net.createServer({noDelay: true, allowHalfOpen: true}, (socket) =>
-      proxied ? this.acceptProxied(socket, target) : this.accept(socket, target),
-    )
+    const server = listeningServer((socket) => (proxied ? this.acceptProxied(socket, target) : this.accept(socket, target)))
     server.maxConnections = Number.MAX_SAFE_INTEGER
     if (target.kind === 'unix' && !this.config.sharedListeners) await this.clearStaleSocket(target.path)
     await new Promise<void>((resolve, reject) => {
@@ -191,7 +196,7 @@ export class LmtpServer {
   /** Listens on a socket passed by the service manager (its file, if any, stays the manager's: never unlinked). */
   private async adopt(fd: number, name: string): Promise<ListenerInfo> {
     let target: Target = {kind: 'unix', path: `fd:${fd}`}
-    const server = net.createServer({noDelay: true}, (socket) => this.accept(socket, target))
+    const server = listeningServer((socket) => this.accept(socket, target))
     server.maxConnections = Number.MAX_SAFE_INTEGER
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) => reject(new ListenError(`cannot listen on the inherited socket ${name} (fd ${fd}): ${err.message}; check ListenStream= of the socket unit`, 'EBADF')))

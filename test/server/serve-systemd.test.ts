@@ -114,6 +114,14 @@ describePeers('systemd integration', ['systemd'], () => {
     tcp.write('Subject: activated\r\n\r\nhi\r\n.\r\nQUIT\r\n')
     const replies = await tcp.waitReplies(7)
     expect(replies.map((r) => r.code)).toEqual([220, 250, 250, 250, 354, 250, 221])
+    // An inherited listener half-closes like a bound one: a client that ends its stream right after the final
+    // dot still gets its reply before the server closes its side.
+    const half = await RawSession.open(port)
+    half.write('LHLO t\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n')
+    await half.waitReplies(5)
+    half.socket.end('Subject: half-closed\r\n\r\nhi\r\n.\r\n')
+    await half.waitClosed()
+    expect(half.replies.map((r) => r.code)).toEqual([220, 250, 250, 250, 354, 250])
     const seen = notes.lines.length
     process.kill(mainPid, 'SIGHUP')
     const reloading = await notes.next((l) => l.includes('RELOADING=1'), seen)
