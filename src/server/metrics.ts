@@ -5,6 +5,7 @@
  */
 import {X509Certificate} from 'node:crypto'
 import type {StatsFs} from 'node:fs'
+import {constants} from 'node:fs'
 import {mkdir, open, statfs, unlink} from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
@@ -34,6 +35,8 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 /** The server's Prometheus registry, fed from the bus. */
 export class ServerMetrics {
   readonly registry = new Registry()
+  /** Counts /healthz checks, naming each one's probe file. */
+  private healthChecks = 0
   /** Stops listening to the bus. */
   readonly detach: () => void
 
@@ -180,10 +183,11 @@ export class ServerMetrics {
     const down = listeners.filter((l) => !l.up).map((l) => l.address)
     if (down.length > 0) return {ok: false, reason: `listener down: ${down.join(', ')}`}
     const dir = path.join(this.s.maildir, '.lmtp-spool')
-    const probe = path.join(dir, `healthz.${process.pid}`)
+    // A name of its own per check (concurrent checkers must not unlink each other's), created O_EXCL|O_NOFOLLOW.
+    const probe = path.join(dir, `healthz.${process.pid}.${++this.healthChecks}`)
     try {
       await mkdir(dir, {recursive: true, mode: 0o700})
-      const fh = await open(probe, 'w', 0o600)
+      const fh = await open(probe, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600)
       await fh.close()
       await unlink(probe)
     } catch (err) {

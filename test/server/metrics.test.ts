@@ -90,6 +90,9 @@ describe('serve --metrics /healthz', () => {
     let r = await fetch(url)
     expect(r.status).toBe(200)
     expect(await r.text()).toMatch(/^ok: 2 listener\(s\) up, Maildir writable/)
+    // Several checkers at once (two HAProxies, Prometheus' blackbox) must not trip over each other's probe file.
+    const together = await Promise.all(Array.from({length: 20}, () => fetch(url).then((x) => x.status)))
+    expect(together).toEqual(Array.from({length: 20}, () => 200))
 
     // The spool directory replaced by a file: nothing can be stored, so not healthy.
     const spool = path.join(srv.root, '.lmtp-spool')
